@@ -1,0 +1,140 @@
+"""The guard runtime: one model type for every guard in the project.
+
+A guard is an encoder sequence classifier reading (policy instruction, user text) as a text pair
+and returning P(violation) from a two-way head (label 1 = violates). Single-policy guards,
+MultiTaskGuard and merged UniGuard candidates are all `Guard`s. Per-policy decision thresholds
+(calibrated on validation data) are saved next to the weights in `uniguard.json`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from synth.policy import Policy, load_policy
+from uniguard.errors import UserError
+from uniguard.io import write_json
+
+GUARD_META_FILE = "uniguard.json"
+DEFAULT_MAX_LENGTH = 256
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The result of checking one text against one policy."""
+
+    policy: str
+    score: float
+    violates: bool
+
+
+def check_model_dir(path: str | Path) -> Path:
+    """Validate that `path` is a loadable Hugging Face model directory with safetensors weights."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"{path}: model directory not found; pass a directory written by `uniguard train` or `uniguard merge`")
+    if not (path / "config.json").is_file():
+        raise UserError(f"{path}: no config.json; this is not a Hugging Face model directory")
+    if not any(path.glob("*.safetensors")):
+        pickled = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt")]
+        if pickled:
+            raise UserError(
+                f"{path}: only pickle weights ({', '.join(pickled)}); uniguard never unpickles model files. "
+                "Convert them to model.safetensors with a trusted tool first"
+            )
+        raise UserError(f"{path}: no model.safetensors; the directory holds no weights")
+    return path
+
+
+def load_classifier(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load model and tokenizer from a checked directory: safetensors only, no remote code."""
+    path = check_model_dir(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True, trust_remote_code=False)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    if model.config.num_labels != 2:
+        raise UserError(f"{path}: a guard needs a 2-label head (0 = allowed, 1 = violates), got {model.config.num_labels} labels")
+    return model.eval(), tokenizer
+
+
+@dataclass
+class Guard:
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    thresholds: dict[str, float] = field(default_factory=dict)
+    default_threshold: float = 0.5
+    max_length: int = DEFAULT_MAX_LENGTH
+    meta: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Guard":
+        model, tokenizer = load_classifier(path)
+        meta_path = Path(path) / GUARD_META_FILE
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        return cls(
+            model=model,
+            tokenizer=tokenizer,
+            thresholds={k: float(v) for k, v in meta.get("thresholds", {}).items()},
+            default_threshold=float(meta.get("default_threshold", 0.5)),
+            max_length=int(meta.get("max_length", DEFAULT_MAX_LENGTH)),
+            meta=meta,
+        )
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path, safe_serialization=True)
+        self.tokenizer.save_pretrained(path)
+        meta = dict(self.meta)
+        meta.update(thresholds=self.thresholds, default_threshold=self.default_threshold, max_length=self.max_length)
+        write_json(path / GUARD_META_FILE, meta)
+
+    def threshold(self, policy: Policy) -> float:
+        return self.thresholds.get(policy.name, self.default_threshold)
+
+    def encode(self, texts: Sequence[str], policy: Policy) -> dict[str, list[list[int]]]:
+        """Unpadded features of (instruction, text) pairs; the user text is truncated, never the policy."""
+        return encode_pairs(self.tokenizer, policy.instruction, texts, self.max_length)
+
+    def score(self, texts: Sequence[str], policy: Policy | str, batch_size: int = 64) -> np.ndarray:
+        """P(violation) for each text under `policy`, in input order."""
+        policy = load_policy(policy) if isinstance(policy, str) else policy
+        texts = list(texts)
+        if not texts:
+            return np.zeros(0, dtype=np.float32)
+        return score_token_ids(self.model, self.tokenizer, self.encode(texts, policy), batch_size)
+
+    def check(self, texts: Sequence[str] | str, policy: Policy | str) -> list[Verdict]:
+        policy = load_policy(policy) if isinstance(policy, str) else policy
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        threshold = self.threshold(policy)
+        return [Verdict(policy.name, float(s), bool(s >= threshold)) for s in self.score(texts, policy)]
+
+
+def encode_pairs(
+    tokenizer: PreTrainedTokenizerBase, instruction: str, texts: Sequence[str], max_length: int = DEFAULT_MAX_LENGTH
+) -> dict[str, list[list[int]]]:
+    """Tokenise (instruction, text) pairs without padding; keeps token_type_ids where the model uses them."""
+    encoded = tokenizer([instruction] * len(texts), list(texts), truncation="only_second", max_length=max_length)
+    return {k: v for k, v in encoded.items() if k != "attention_mask"}
+
+
+def score_token_ids(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, features: dict[str, list[list[int]]], batch_size: int = 64
+) -> np.ndarray:
+    """P(label 1) for pre-tokenised features; batches are length-sorted and padded per batch."""
+    lengths = [len(ids) for ids in features["input_ids"]]
+    order = np.argsort(lengths, kind="stable")
+    scores = np.empty(len(lengths), dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            batch = tokenizer.pad({k: [v[i] for i in idx] for k, v in features.items()}, return_tensors="pt")
+            logits = model(**batch).logits
+            scores[idx] = torch.softmax(logits.float(), dim=-1)[:, 1].numpy()
+    return scores

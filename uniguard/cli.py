@@ -1,0 +1,48 @@
+"""The `uniguard` command line.
+
+Each package contributes its commands through `register(app)` in its own `cli.py`, so the command
+for a concept lives next to the concept. User errors (`UserError`) print one clear message and exit
+with status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from uniguard.errors import UserError
+
+app = typer.Typer(
+    name="uniguard",
+    help="Evolutionary model merging for small, fast, accurate guardrail classifiers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_COMMAND_MODULES = ("operators.cli", "engine.cli", "synth.cli", "trainers.cli", "experiments.cli")
+
+
+def _register_commands() -> None:
+    import importlib
+
+    for module_name in _COMMAND_MODULES:
+        importlib.import_module(module_name).register(app)
+
+
+_register_commands()
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
