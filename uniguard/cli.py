@@ -23,6 +23,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+@app.callback()
+def _root() -> None:
+    """Evolutionary model merging for small, fast, accurate guardrail classifiers."""
+
+
 _COMMAND_MODULES = ("operators.cli", "engine.cli", "synth.cli", "trainers.cli", "experiments.cli")
 
 
