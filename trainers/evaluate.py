@@ -1,0 +1,41 @@
+"""Evaluate anything that scores (text, policy) pairs on labelled examples, per policy and macro.
+
+A guard, a TF-IDF baseline and an LLM judge all satisfy `Scorer`, so every number in a results
+table comes from the same code path, the same thresholds rule and the same metrics.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Protocol, Sequence
+
+import numpy as np
+
+from synth.policy import Policy
+from trainers.data import Example
+from trainers.metrics import per_policy_metrics
+
+
+class Scorer(Protocol):
+    def score(self, texts: Sequence[str], policy: Policy) -> np.ndarray: ...
+
+    def threshold(self, policy: Policy) -> float: ...
+
+
+def score_examples(scorer: Scorer, examples: Sequence[Example], policies: Mapping[str, Policy]) -> np.ndarray:
+    """Scores in input order, one scorer call per policy (so a guard tokenises each instruction once)."""
+    scores = np.empty(len(examples), dtype=np.float64)
+    by_policy: dict[str, list[int]] = {}
+    for i, e in enumerate(examples):
+        by_policy.setdefault(e.policy, []).append(i)
+    for name, idx in by_policy.items():
+        scores[idx] = scorer.score([examples[i].text for i in idx], policies[name])
+    return scores
+
+
+def evaluate(scorer: Scorer, examples: Sequence[Example], policies: Mapping[str, Policy]) -> dict:
+    """{"per_policy": {name: metrics}, "macro": metrics} at each policy's stored threshold."""
+    scores = score_examples(scorer, examples, policies)
+    thresholds = {name: scorer.threshold(p) for name, p in policies.items()}
+    return per_policy_metrics(
+        [e.label for e in examples], scores, [e.policy for e in examples], thresholds
+    )
