@@ -1,0 +1,125 @@
+"""Apply a `Recipe` to a `ModelPool`: merged weights in memory, or a Hugging Face guard directory.
+
+Memory-bound by design: each task vector is read once per recipe. Elementwise operators process
+large tensors in row blocks small enough to stay in cache, so the several passes an operator makes
+(sparsify, weight, elect, sum) do not each go back to main memory.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+from transformers import AutoTokenizer
+
+import operators
+from engine.layout import renumber_layer
+from engine.pool import ModelPool
+from engine.recipe import Recipe
+from operators.sparsify import MagnitudeIndex
+from trainers.guard import DEFAULT_MAX_LENGTH, GUARD_META_FILE
+from uniguard.io import write_json
+
+BLOCK_ELEMENTS = 1 << 18  # 256k float32 entries = 1 MiB per operand: several operands fit in L2/L3
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def tensor_seed(recipe_seed: int, name: str) -> int:
+    """A per-tensor seed, so random drops do not depend on the order tensors are merged in."""
+    return (recipe_seed * 1_000_003 + zlib.crc32(name.encode())) % (2**31 - 1)
+
+
+def merge_state_dict(pool: ModelPool, recipe: Recipe) -> dict[str, torch.Tensor]:
+    """The merged model's state dict (layers renumbered when some are dropped), in `recipe.dtype`."""
+    recipe.check_against(pool.num_candidates, pool.num_layers)
+    op = operators.get(recipe.operator)
+    kept = list(recipe.layers) if recipe.layers is not None else list(range(pool.num_layers))
+    new_index = {old: new for new, old in enumerate(kept)}
+    validated: dict[int, dict[str, Any]] = {}
+    out: dict[str, torch.Tensor] = {}
+    for name, role in pool.roles.items():
+        if role.layer is not None and role.layer not in new_index:
+            continue  # dropped layer: never merged
+        if role.in_scope(recipe.scope):
+            slot = role.slot(pool.num_layers)
+            if slot not in validated:
+                validated[slot] = op.validate(pool.num_candidates, recipe.operator_params(slot))
+            merged = _merge_tensor(pool, op, name, validated[slot], recipe.seed)
+        else:
+            merged = pool.candidate(recipe.anchor, name)
+        out_name = renumber_layer(name, new_index[role.layer]) if role.layer is not None else name
+        out[out_name] = merged.to(DTYPES[recipe.dtype]).contiguous()
+    return out
+
+
+def _merge_tensor(pool: ModelPool, op: operators.MergeOperator, name: str, params: dict[str, Any], seed: int) -> torch.Tensor:
+    if "seed" in params:
+        params = {**params, "seed": tensor_seed(seed, name)}
+    base = pool.base[name]
+    n = pool.num_candidates
+    inputs = [pool.deltas[i][name] for i in range(n)] if op.inputs == "deltas" else [pool.candidate(i, name) for i in range(n)]
+    indexes = [pool.magnitude_index(i, name) for i in range(n)] if op.uses_magnitude_index else None
+    rows = base.shape[0] if base.dim() > 1 else 0
+    if not op.elementwise or base.numel() <= BLOCK_ELEMENTS or rows < 2:
+        return op.apply(base, inputs, params, indexes=indexes)
+    # Row blocks: same result as the whole tensor for elementwise operators (thresholds and row
+    # ranks come from the pool-wide index; random drops are seeded per block).
+    step = max(1, BLOCK_ELEMENTS // (base.numel() // rows))
+    out = torch.empty_like(base)
+    for start in range(0, rows, step):
+        block = slice(start, start + step)
+        block_params = {**params, "seed": params["seed"] + start} if "seed" in params else params
+        block_indexes = [_RowBlockIndex(ix, delta, block) for ix, delta in zip(indexes, inputs)] if indexes else None
+        out[block] = op.apply(base[block], [t[block] for t in inputs], block_params, indexes=block_indexes)
+    return out
+
+
+class _RowBlockIndex:
+    """A view of a pool-wide MagnitudeIndex for one row block: same thresholds, sliced row ranks."""
+
+    def __init__(self, index: MagnitudeIndex, full_delta: torch.Tensor, block: slice):
+        self._index, self._full_delta, self._block = index, full_delta, block
+
+    def threshold(self, fraction: float) -> float:
+        return self._index.threshold(fraction)
+
+    def row_rank(self, _delta_block: torch.Tensor) -> torch.Tensor:
+        return self._index.row_rank(self._full_delta)[self._block]
+
+
+def merged_config(pool: ModelPool, recipe: Recipe):
+    config = pool.config.__class__.from_dict(pool.config.to_dict())
+    config.num_hidden_layers = len(recipe.layers) if recipe.layers is not None else pool.num_layers
+    return config
+
+
+def write_merged_model(pool: ModelPool, recipe: Recipe, out_dir: str | Path, state: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write a Hugging Face guard directory: model.safetensors, config, tokenizer, uniguard.json."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = state if state is not None else merge_state_dict(pool, recipe)
+    save_file(state, str(out_dir / "model.safetensors"), metadata={"format": "pt", "uniguard_recipe": recipe.hash})
+    config = merged_config(pool, recipe)
+    config.dtype = recipe.dtype
+    config.save_pretrained(out_dir)
+    anchor_dir = pool.candidate_dirs[recipe.anchor]
+    AutoTokenizer.from_pretrained(anchor_dir, trust_remote_code=False).save_pretrained(out_dir)
+    write_json(out_dir / GUARD_META_FILE, _guard_meta(pool, recipe))
+    return out_dir
+
+
+def _guard_meta(pool: ModelPool, recipe: Recipe) -> dict[str, Any]:
+    """The recipe and its sources. Thresholds are not inherited: a merge is calibrated on its own
+    (by the search's fitness, or `uniguard eval`); until then the default 0.5 applies."""
+    sources = [json.loads(p.read_text()) for d in pool.candidate_dirs if (p := d / GUARD_META_FILE).is_file()]
+    return {
+        "policies": sorted({name for meta in sources for name in meta.get("policies", [])}),
+        "max_length": min((meta.get("max_length", DEFAULT_MAX_LENGTH) for meta in sources), default=DEFAULT_MAX_LENGTH),
+        "recipe": recipe.to_dict(),
+        "recipe_hash": recipe.hash,
+        "merged_from": {"base": str(pool.base_dir), "candidates": [str(d) for d in pool.candidate_dirs]},
+    }

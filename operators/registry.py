@@ -1,0 +1,202 @@
+"""The merge-operator registry.
+
+An operator is a plain function over tensors, registered with a decorator that declares its typed
+parameters. The declaration is the single source of truth for validation (`MergeOperator.validate`)
+and for the search space the engine derives (`MergeOperator.params`). Third-party operators arrive
+through the `uniguard.operators` entry-point group and register themselves on import.
+
+Call shape (DESIGN.md): `operators.get(name)(base, tensors, **params)` where `tensors` are the
+candidates' full weights. Operators declared with `inputs="deltas"` are written over task vectors
+(candidate - base); `__call__` converts, and the model pool calls `apply` with its precomputed task
+vectors and magnitude indexes so nothing is recomputed per recipe.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Callable, Literal, Sequence
+
+import torch
+
+from uniguard.errors import UserError
+
+ENTRY_POINT_GROUP = "uniguard.operators"
+
+
+@dataclass(frozen=True)
+class Param:
+    """One operator parameter.
+
+    `per_model` parameters are lists with one value per candidate (`weights`); the others are
+    scalars. `low`/`high` bound numeric values (inclusive) and are the search range; `searchable`
+    marks parameters the engine may tune (seeds and switches are not searched).
+    """
+
+    name: str
+    kind: type = float
+    default: Any = None
+    low: float | None = None
+    high: float | None = None
+    per_model: bool = False
+    searchable: bool = True
+    help: str = ""
+
+    def check(self, operator: str, value: Any) -> Any:
+        values = value if self.per_model else [value]
+        checked = [self._check_one(operator, v) for v in values]
+        return checked if self.per_model else checked[0]
+
+    def _check_one(self, operator: str, value: Any) -> Any:
+        where = f"operator {operator!r}, parameter {self.name!r}"
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise UserError(f"{where}: expected true or false, got {value!r}")
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise UserError(f"{where}: must be finite, got {value!r}")
+        if self.low is not None and value < self.low or self.high is not None and value > self.high:
+            raise UserError(f"{where}: {value!r} is outside its range [{self.low}, {self.high}]; pick a value inside it")
+        return int(value) if self.kind is int else float(value)
+
+
+@dataclass(frozen=True)
+class MergeOperator:
+    """A registered operator: the function plus what the engine and validators need to know."""
+
+    name: str
+    fn: Callable[..., torch.Tensor]
+    params: tuple[Param, ...]
+    inputs: Literal["weights", "deltas"]
+    needs_base: bool
+    min_models: int = 1
+    max_models: int | None = None
+    # Elementwise operators give the same result on any row block of a tensor (their only global
+    # statistics are precomputed per pool), so the pool may process large tensors in cache-sized blocks.
+    elementwise: bool = False
+    uses_magnitude_index: bool = False
+    reference: str = ""
+    doc: str = field(default="", compare=False)
+
+    def param(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def validate(self, n_models: int, params: dict[str, Any]) -> dict[str, Any]:
+        """Check names, types, ranges and list lengths; return params with defaults filled in."""
+        if n_models < self.min_models or (self.max_models is not None and n_models > self.max_models):
+            expected = f"exactly {self.min_models}" if self.min_models == self.max_models else f"at least {self.min_models}"
+            raise UserError(f"operator {self.name!r} merges {expected} candidate models, got {n_models}")
+        known = {p.name for p in self.params}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise UserError(
+                f"operator {self.name!r}: unknown parameter(s) {', '.join(unknown)}; "
+                f"it takes {', '.join(sorted(known)) or 'no parameters'}"
+            )
+        out: dict[str, Any] = {}
+        for p in self.params:
+            value = params.get(p.name, p.default)
+            if p.per_model:
+                value = _per_model_list(self.name, p, value, n_models)
+            out[p.name] = p.check(self.name, value)
+        return out
+
+    def __call__(self, base: torch.Tensor | None, tensors: Sequence[torch.Tensor], **params: Any) -> torch.Tensor:
+        """Merge full candidate weights (the public call shape); validates parameters."""
+        tensors = list(tensors)
+        if not tensors:
+            raise UserError(f"operator {self.name!r}: no candidate tensors given")
+        if self.needs_base and base is None:
+            raise UserError(f"operator {self.name!r} needs a base tensor (task vectors are candidate - base)")
+        for i, t in enumerate(tensors):
+            if t.shape != tensors[0].shape or (base is not None and t.shape != base.shape):
+                raise UserError(f"operator {self.name!r}: tensor {i} has shape {tuple(t.shape)}, expected {tuple(tensors[0].shape)}")
+        checked = self.validate(len(tensors), params)
+        base32 = None if base is None else base.float()
+        inputs = [t.float() - base32 for t in tensors] if self.inputs == "deltas" else [t.float() for t in tensors]
+        out = self.apply(base32, inputs, checked)
+        return out.to(tensors[0].dtype)
+
+    def apply(self, base: torch.Tensor | None, inputs: list[torch.Tensor], params: dict[str, Any], **context: Any) -> torch.Tensor:
+        """Fast path for validated params: `inputs` are task vectors or weights as `self.inputs` says."""
+        if self.uses_magnitude_index:
+            params = {**params, "indexes": context.get("indexes")}
+        return self.fn(base, inputs, **params)
+
+
+def _per_model_list(operator: str, p: Param, value: Any, n_models: int) -> list:
+    if value is None:
+        raise UserError(f"operator {operator!r}: parameter {p.name!r} is required (one value per candidate model)")
+    if not isinstance(value, (list, tuple)):
+        return [value] * n_models
+    if len(value) != n_models:
+        raise UserError(f"operator {operator!r}: {p.name!r} has {len(value)} values for {n_models} candidate models; give one per model")
+    return list(value)
+
+
+_REGISTRY: dict[str, MergeOperator] = {}
+_entry_points_loaded = False
+
+
+def merge_operator(
+    name: str,
+    *,
+    params: Sequence[Param] = (),
+    inputs: Literal["weights", "deltas"] = "deltas",
+    needs_base: bool = True,
+    min_models: int = 1,
+    max_models: int | None = None,
+    elementwise: bool = False,
+    uses_magnitude_index: bool = False,
+    reference: str = "",
+) -> Callable[[Callable[..., torch.Tensor]], MergeOperator]:
+    """Register `fn(base, inputs, **params)` as operator `name` and return the registered operator."""
+
+    def register(fn: Callable[..., torch.Tensor]) -> MergeOperator:
+        if name in _REGISTRY:
+            raise ValueError(f"merge operator {name!r} is registered twice ({_REGISTRY[name].fn.__module__} and {fn.__module__})")
+        op = MergeOperator(
+            name=name,
+            fn=fn,
+            params=tuple(params),
+            inputs=inputs,
+            needs_base=needs_base,
+            min_models=min_models,
+            max_models=max_models,
+            elementwise=elementwise,
+            uses_magnitude_index=uses_magnitude_index,
+            reference=reference,
+            doc=(fn.__doc__ or "").strip(),
+        )
+        _REGISTRY[name] = op
+        return op
+
+    return register
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        ep.load()  # importing the module registers its operators
+
+
+def get(name: str) -> MergeOperator:
+    _load_entry_points()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UserError(f"unknown merge operator {name!r}; available: {', '.join(available())}") from None
+
+
+def available() -> list[str]:
+    _load_entry_points()
+    return sorted(_REGISTRY)
