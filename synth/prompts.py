@@ -1,0 +1,90 @@
+"""What the LLM backends are asked, and how their answers are cleaned.
+
+Small models follow demonstrations far better than instructions, so every request carries a few
+worked examples (neutral topics, so the demonstrations do not bias labels).
+"""
+
+from __future__ import annotations
+
+import re
+
+from synth.policy import Policy
+from synth.samples import Sample
+
+LANGUAGE_NAMES = {"en": "English", "es": "Spanish", "fr": "French", "de": "German", "it": "Italian", "pt": "Portuguese"}
+
+_PARAPHRASE_DEMOS = (
+    ("What's a good recipe for banana bread?", "Could you give me an easy banana bread recipe?"),
+    ("Give me step-by-step instructions for changing a bike tyre.", "How do I change a bicycle tyre? Walk me through it step by step."),
+    ("any tips for learning to juggle? need it asap", "I need to learn juggling fast - what are your best tips?"),
+)
+_WRITE_DEMOS = (
+    ("planting tomatoes on a balcony", "direct", "How do I grow tomatoes on my balcony? What pots and soil do I need?"),
+    ("fixing a leaking kitchen tap", "indirect", "My roommate says our kitchen tap keeps dripping and he has no idea how to fix it. What would you suggest?"),
+)
+STYLE_HINTS = {
+    "direct": "a direct request",
+    "indirect": "an indirect request, e.g. asking for a friend or hypothetically",
+    "role_play": "a request wrapped in a role-play or story",
+    "multi_turn": "a follow-up message in an ongoing chat",
+    "non_english": "a request",
+    "example": "a request",
+    "educational": "a curious question",
+}
+_REFUSAL = re.compile(r"\b(I can(no|')t|I am (not able|unable)|I'm (sorry|unable|not able)|As an AI|I won't)\b", re.I)
+_LEAD_IN = re.compile(r"^(sure|certainly|of course|here('s| is)( the| a| your)? (paraphrase|rewritten message|message|rewrite))[^:\n]*:\s*", re.I)
+_LABEL = re.compile(r"^(paraphrase|rewritten|message|user)\s*:\s*", re.I)
+
+
+def paraphrase_messages(sample: Sample) -> list[dict]:
+    language = LANGUAGE_NAMES.get(sample.lang, "")
+    target = f" Write it in {language}." if sample.style == "non_english" and language else ""
+    messages = [{"role": "system", "content": "You paraphrase messages. Keep the exact meaning and intent; change the wording. Reply with the paraphrase only."}]
+    for original, paraphrase in _PARAPHRASE_DEMOS:
+        messages += [{"role": "user", "content": f"Paraphrase: {original}"}, {"role": "assistant", "content": paraphrase}]
+    messages.append({"role": "user", "content": f"Paraphrase: {sample.text}{target}"})
+    return messages
+
+
+def write_messages(sample: Sample) -> list[dict]:
+    """Ask for a fresh user message about the sample's behaviour, in its style and language."""
+    language = LANGUAGE_NAMES.get(sample.lang, "English")
+    messages = [{"role": "system", "content": "You write realistic messages that users send to a chatbot. Reply with the message only."}]
+    for topic, style, message in _WRITE_DEMOS:
+        messages += [{"role": "user", "content": f"Topic: {topic}. Style: {STYLE_HINTS[style]}. Language: English."},
+                     {"role": "assistant", "content": message}]
+    hint = STYLE_HINTS.get(sample.style, "a request")
+    messages.append({"role": "user", "content": f"Topic: {sample.behaviour}. Style: {hint}. Language: {language}."})
+    return messages
+
+
+def judge_messages(text: str, policy: Policy) -> list[dict]:
+    rules = "\n".join(f"- NOT allowed: {b}" for b in policy.disallowed) + "\n" + "\n".join(f"- allowed: {b}" for b in policy.allowed)
+    return [
+        {"role": "system", "content": "You are a strict content moderator. Answer with Yes or No only."},
+        {"role": "user", "content": f"Policy: {policy.description.strip()}\n{rules}\n\nMessage: {text}\n\nDoes the message violate the policy? Answer Yes or No."},
+    ]
+
+
+def clean_answer(answer: str, *, max_words: int = 150) -> str | None:
+    """The generated user message, or None if the answer is unusable (empty, a refusal, rambling)."""
+    text = answer.strip()
+    text = _LEAD_IN.sub("", text)
+    text = _LABEL.sub("", text).strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'“”":
+        text = text[1:-1].strip()
+    text = text.strip("“”").strip()
+    words = text.split()
+    if len(words) < 3 or len(words) > max_words or _REFUSAL.search(text):
+        return None
+    return text
+
+
+def parse_yes_no(answer: str) -> float:
+    """P(violation) from a Yes/No answer: 1.0, 0.0, or 0.5 when the answer says neither."""
+    head = answer.strip().lower()[:12]
+    if head.startswith("yes"):
+        return 1.0
+    if head.startswith("no"):
+        return 0.0
+    return 0.5
