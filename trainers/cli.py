@@ -116,6 +116,108 @@ def eval_command(
         print_metrics_table(report, f"{model} on {data}")
 
 
+def _train_options(
+    kind: str, data: List[Path], out: Path, policy: List[str], base: Optional[str], epochs: int, batch_size: int,
+    learning_rate: float, max_length: int, mlm_weight: float, adv_weight: float, adv_epsilon: float, patience: int,
+    eval_every: Optional[int], seed: int, truncate: bool, overwrite: bool, as_json: bool,
+) -> None:
+    from trainers.data import load_splits, only_policies, policy_names, resolve_policies
+    from trainers.training import make_config, train_guard
+
+    config = make_config(
+        kind=kind, base_model=base, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+        max_length=max_length, mlm_weight=mlm_weight, adv_weight=adv_weight, adv_epsilon=adv_epsilon,
+        patience=patience, eval_every=eval_every, seed=seed, truncate=truncate,
+    )
+    splits = load_splits(data)
+    names = policy_names(splits["train"])
+    if policy:
+        from synth.policy import load_policies
+
+        wanted = [p.name for p in load_policies(policy)]
+        missing = [w for w in wanted if w not in names]
+        if missing:
+            raise UserError(
+                f"{', '.join(str(d) for d in data)}: no training rows for policy {', '.join(missing)}; "
+                f"the data has {', '.join(names) or 'no rows'}"
+            )
+        splits = {k: only_policies(v, wanted) for k, v in splits.items()}
+    policies = resolve_policies(policy_names(splits["train"]), policy)
+    _quiet_transformers()
+    result = train_guard(
+        config, splits["train"], splits["validation"], policies, out, test=splits["test"],
+        overwrite=overwrite, progress=not as_json,
+    )
+    summary = {
+        "out": str(result.out_dir), "thresholds": result.thresholds, "validation": result.validation,
+        "test": result.test, "train_examples_per_second": result.examples_per_second,
+        "resumed_from_step": result.resumed_from_step,
+    }
+    if as_json:
+        _print_json(summary)
+        return
+    if result.resumed_from_step:
+        typer.echo(f"resumed from step {result.resumed_from_step}")
+    print_metrics_table(result.validation, "validation (thresholds calibrated here)")
+    if result.test:
+        print_metrics_table(result.test, "test")
+    typer.echo(f"saved guard to {result.out_dir} ({result.examples_per_second:.1f} training examples/s)")
+
+
+_DATA_HELP = "Data directory with train.jsonl and validation.jsonl (test.jsonl optional), e.g. from `uniguard synth`."
+
+
+@train_app.command("single")
+def train_single(
+    data: Path = typer.Option(..., "--data", help=_DATA_HELP),
+    policy: str = typer.Option(..., "--policy", help="The policy to train on: a built-in name or a policy YAML."),
+    out: Path = typer.Option(..., "--out", help="Where to write the guard (HF directory + uniguard.json + README.md)."),
+    base: Optional[str] = typer.Option(None, "--base", help="Base encoder: HF directory or hub id (default: offline MiniLM)."),
+    epochs: int = typer.Option(3, help="Passes over the training data."),
+    batch_size: int = typer.Option(16, help="Examples per optimizer step."),
+    learning_rate: float = typer.Option(5e-5, "--lr", help="Peak AdamW learning rate (linear warm-up and decay)."),
+    max_length: int = typer.Option(128, help="Token limit for instruction + text."),
+    mlm_weight: float = typer.Option(0.0, help="Weight of the masked-LM term (0 = off)."),
+    adv_weight: float = typer.Option(0.0, help="Weight of the adversarial embedding term (0 = off)."),
+    adv_epsilon: float = typer.Option(1.0, help="L2 radius of the adversarial embedding perturbation."),
+    patience: int = typer.Option(2, help="Stop after this many evaluations without validation-F1 gain."),
+    eval_every: Optional[int] = typer.Option(None, help="Steps between validations (default: once per epoch)."),
+    seed: int = typer.Option(0, help="Seed for head initialisation, shuffling, dropout and masking."),
+    truncate: bool = typer.Option(False, "--truncate", help="Cut texts longer than --max-length instead of failing."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing guard or checkpoint in --out."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (no progress bar)."),
+) -> None:
+    """Fine-tune a single-policy guard. Rerun the same command after an interruption to resume."""
+    _train_options("single", [data], out, [policy], base, epochs, batch_size, learning_rate, max_length, mlm_weight,
+                   adv_weight, adv_epsilon, patience, eval_every, seed, truncate, overwrite, as_json)
+
+
+@train_app.command("multitask")
+def train_multitask(
+    data: List[Path] = typer.Option(..., "--data", help=_DATA_HELP + " Repeat to combine several."),
+    out: Path = typer.Option(..., "--out", help="Where to write the guard."),
+    policy: List[str] = typer.Option([], "--policy", help="Train only these policies (names or YAML); default: all in the data."),
+    base: Optional[str] = typer.Option(None, "--base", help="Base encoder: HF directory or hub id (default: offline MiniLM)."),
+    epochs: int = typer.Option(3, help="Passes over the training data."),
+    batch_size: int = typer.Option(16, help="Examples per optimizer step."),
+    learning_rate: float = typer.Option(5e-5, "--lr", help="Peak AdamW learning rate (linear warm-up and decay)."),
+    max_length: int = typer.Option(128, help="Token limit for instruction + text."),
+    mlm_weight: float = typer.Option(0.0, help="Weight of the masked-LM term on the instruction-augmented input (0 = off)."),
+    adv_weight: float = typer.Option(0.0, help="Weight of the adversarial embedding term (0 = off)."),
+    adv_epsilon: float = typer.Option(1.0, help="L2 radius of the adversarial embedding perturbation."),
+    patience: int = typer.Option(2, help="Stop after this many evaluations without validation macro-F1 gain."),
+    eval_every: Optional[int] = typer.Option(None, help="Steps between validations (default: once per epoch)."),
+    seed: int = typer.Option(0, help="Seed for head initialisation, shuffling, dropout and masking."),
+    truncate: bool = typer.Option(False, "--truncate", help="Cut texts longer than --max-length instead of failing."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing guard or checkpoint in --out."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (no progress bar)."),
+) -> None:
+    """Train MultiTaskGuard: one guard on all policies at once, each policy's text as the instruction."""
+    _train_options("multitask", data, out, policy, base, epochs, batch_size, learning_rate, max_length, mlm_weight,
+                   adv_weight, adv_epsilon, patience, eval_every, seed, truncate, overwrite, as_json)
+
+
 def register(app: typer.Typer) -> None:
     app.command("classify")(classify)
     app.command("eval")(eval_command)
+    app.add_typer(train_app, name="train")

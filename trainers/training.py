@@ -1,0 +1,464 @@
+"""Fine-tune guards: single-policy guards and MultiTaskGuard share one loop.
+
+The loop is plain torch so every piece is visible: seeded shuffles, classification CE plus optional
+masked-LM and adversarial terms, model selection and early stopping on validation macro F1 (each
+policy at its best-F1 threshold), thresholds calibrated on validation and saved with the guard, and
+safetensors checkpoints (weights, optimizer moments, RNG state) that let an interrupted run resume
+exactly where it stopped, with the same result as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal, Optional, Sequence
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from safetensors.torch import load_file, load_model, save_file, save_model
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
+
+from synth.policy import Policy
+from trainers.data import Example, check_both_classes, policy_names
+from trainers.guard import GUARD_META_FILE, Guard, score_token_ids
+from trainers.losses import MaskedLMHead, adversarial_loss, classification_loss, masked_lm_loss
+from trainers.metrics import best_threshold, evaluate_scores, macro_average
+from uniguard.assets import resolve_model
+from uniguard.errors import UserError, format_validation_error
+from uniguard.io import write_json
+
+CHECKPOINT_DIR = "checkpoint"
+ID2LABEL = {0: "allowed", 1: "violates"}
+
+
+class TrainConfig(BaseModel):
+    """Hyperparameters of one training run; stored in the guard's uniguard.json and model card."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["single", "multitask"] = "single"
+    base_model: Optional[str] = Field(None, description="HF directory or hub id; None = the offline MiniLM")
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(16, ge=1)
+    learning_rate: float = Field(5e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    max_length: int = Field(128, ge=8)
+    truncate: bool = Field(False, description="allow texts longer than max_length (truncated) instead of failing")
+    mlm_weight: float = Field(0.0, ge=0)
+    mlm_probability: float = Field(0.15, gt=0, lt=1)
+    adv_weight: float = Field(0.0, ge=0)
+    adv_epsilon: float = Field(1.0, gt=0)
+    patience: int = Field(2, ge=1, description="evaluations without validation-F1 gain before stopping")
+    eval_every: Optional[int] = Field(None, ge=1, description="steps between evaluations; None = once per epoch")
+    checkpoint_every: int = Field(50, ge=1, description="steps between resumable checkpoints")
+    seed: int = 0
+
+
+def make_config(**kwargs) -> TrainConfig:
+    try:
+        return TrainConfig(**kwargs)
+    except ValidationError as exc:
+        raise UserError(f"invalid training options:\n{format_validation_error(exc)}") from None
+
+
+@dataclass
+class Encoded:
+    """Tokenised examples, unpadded, in data order."""
+
+    features: dict[str, list[list[int]]]
+    labels: np.ndarray
+    policies: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    best_f1: float = -1.0
+    best_step: int = -1
+    evals_without_gain: int = 0
+    stopped_early: bool = False
+    history: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    thresholds: dict[str, float]
+    validation: dict
+    test: Optional[dict]
+    history: list[dict]
+    examples_per_second: float
+    resumed_from_step: int
+
+
+# ---------------------------------------------------------------- tokenisation and input checks
+
+
+def encode_examples(
+    tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example], policies: dict[str, Policy], config: TrainConfig, where: str
+) -> Encoded:
+    for name in policy_names(examples):
+        _check_instruction_fits(tokenizer, policies[name], config.max_length)
+    instructions = [policies[e.policy].instruction for e in examples]
+    texts = [e.text for e in examples]
+    full_lengths = [len(ids) for ids in tokenizer(instructions, texts)["input_ids"]]
+    too_long = [(n, e.text) for n, e in zip(full_lengths, examples) if n > config.max_length]
+    encoded = tokenizer(instructions, texts, truncation="only_second", max_length=config.max_length)
+    features = {k: v for k, v in encoded.items() if k != "attention_mask"}
+    if too_long and not config.truncate:
+        longest, text = max(too_long)
+        raise UserError(
+            f"{where}: {len(too_long)} of {len(examples)} texts do not fit max_length={config.max_length} tokens with "
+            f"the policy instruction (longest {longest}: {text[:60]!r}...); raise --max-length (the model allows "
+            f"up to its position limit), shorten those texts, or pass --truncate to cut them"
+        )
+    return Encoded(features, np.array([e.label for e in examples], dtype=np.int64), [e.policy for e in examples])
+
+
+def _check_instruction_fits(tokenizer: PreTrainedTokenizerBase, policy: Policy, max_length: int) -> None:
+    n = len(tokenizer(policy.instruction)["input_ids"])
+    if n + 8 > max_length:  # leave room for [SEP] and at least a few tokens of user text
+        raise UserError(
+            f"policy {policy.name!r}: its instruction is {n} tokens, too long for max_length={max_length}; "
+            "shorten the policy description or raise --max-length"
+        )
+
+
+def _check_max_length(model, config: TrainConfig) -> None:
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and config.max_length > limit:
+        raise UserError(f"--max-length {config.max_length} exceeds the base model's position limit {limit}; use at most {limit}")
+
+
+# ---------------------------------------------------------------- fingerprint of a run
+
+
+def run_fingerprint(config: TrainConfig, encoded: Sequence[Encoded], instructions: dict[str, str]) -> str:
+    """Hash of everything that determines the result; a checkpoint only resumes the same run."""
+    h = hashlib.sha256(config.model_dump_json().encode())
+    h.update(json.dumps(instructions, sort_keys=True).encode())
+    for enc in encoded:
+        h.update(json.dumps(enc.features["input_ids"]).encode())
+        h.update(enc.labels.tobytes())
+    return h.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- checkpoints (safetensors only)
+
+
+class _Trainable(nn.Module):
+    """Model plus training-only heads, saved and restored as one safetensors file."""
+
+    def __init__(self, model, mlm_head: Optional[MaskedLMHead]):
+        super().__init__()
+        self.model = model
+        self.mlm_head = mlm_head
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    tensors = {}
+    for index, state in optimizer.state_dict()["state"].items():
+        for key, value in state.items():
+            tensors[f"{index}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    return tensors
+
+
+def _load_optimizer_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
+
+
+def save_checkpoint(out_dir: Path, trainable: _Trainable, optimizer, scheduler, state: TrainState, fingerprint: str) -> None:
+    """Write the checkpoint to a fresh directory and swap it in, so a kill leaves a whole one."""
+    final = out_dir / CHECKPOINT_DIR
+    tmp = out_dir / f".{CHECKPOINT_DIR}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_model(trainable, str(tmp / "trainable.safetensors"))
+    save_file(_optimizer_tensors(optimizer), str(tmp / "optimizer.safetensors"))
+    save_file({"torch": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
+    if (final / "best.safetensors").is_file():
+        os.link(final / "best.safetensors", tmp / "best.safetensors")
+    scheduler_state = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
+    meta = {"fingerprint": fingerprint, "scheduler": scheduler_state, "state": state.__dict__}
+    (tmp / "state.json").write_text(json.dumps(meta))
+    old = out_dir / f".{CHECKPOINT_DIR}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _checkpoint_dir(out_dir: Path) -> Optional[Path]:
+    for name in (CHECKPOINT_DIR, f".{CHECKPOINT_DIR}.old"):  # .old survives a kill between the two renames
+        if (out_dir / name / "state.json").is_file():
+            return out_dir / name
+    return None
+
+
+def load_checkpoint(ckpt: Path, trainable: _Trainable, optimizer, scheduler) -> TrainState:
+    load_model(trainable, str(ckpt / "trainable.safetensors"))
+    _load_optimizer_tensors(optimizer, load_file(str(ckpt / "optimizer.safetensors")))
+    torch.set_rng_state(load_file(str(ckpt / "rng.safetensors"))["torch"])
+    meta = json.loads((ckpt / "state.json").read_text())
+    scheduler.load_state_dict({**meta["scheduler"], "lr_lambdas": [None] * len(optimizer.param_groups)})
+    for group, lr in zip(optimizer.param_groups, scheduler.get_last_lr()):
+        group["lr"] = lr  # param-group hyperparameters are not in optimizer.safetensors
+    return TrainState(**meta["state"])
+
+
+def save_best(out_dir: Path, model) -> None:
+    tmp = out_dir / CHECKPOINT_DIR / ".best.tmp"
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(tmp))
+    tmp.replace(out_dir / CHECKPOINT_DIR / "best.safetensors")
+
+
+# ---------------------------------------------------------------- validation
+
+
+def score_encoded(model, tokenizer, enc: Encoded, batch_size: int = 64) -> np.ndarray:
+    was_training = model.training
+    model.eval()
+    scores = score_token_ids(model, tokenizer, enc.features, batch_size)
+    model.train(was_training)
+    return scores
+
+
+def calibrate(labels: np.ndarray, scores: np.ndarray, policies: Sequence[str]) -> dict[str, float]:
+    """Per-policy threshold maximising validation F1."""
+    names = np.asarray(policies, dtype=object)
+    return {name: best_threshold(labels[names == name], scores[names == name])[0] for name in sorted(set(policies))}
+
+
+def report(labels: np.ndarray, scores: np.ndarray, policies: Sequence[str], thresholds: dict[str, float]) -> dict:
+    names = np.asarray(policies, dtype=object)
+    per_policy = {
+        name: evaluate_scores(labels[names == name], scores[names == name], thresholds.get(name, 0.5))
+        for name in sorted(set(policies))
+    }
+    return {"per_policy": per_policy, "macro": macro_average(per_policy.values())}
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """The epoch's shuffled batches; a pure function of (seed, epoch) so a resumed run skips exactly."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).numpy()
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+def _collate(tokenizer, enc: Encoded, idx: np.ndarray) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    batch = tokenizer.pad({k: [v[i] for i in idx] for k, v in enc.features.items()}, return_tensors="pt")
+    special = torch.zeros_like(batch["input_ids"], dtype=torch.bool)
+    for row, i in enumerate(idx):
+        ids = enc.features["input_ids"][i]
+        special[row, : len(ids)] = torch.tensor(tokenizer.get_special_tokens_mask(ids, already_has_special_tokens=True), dtype=torch.bool)
+    special |= batch["attention_mask"] == 0
+    return dict(batch), torch.as_tensor(enc.labels[idx]), special
+
+
+def _training_step(model, mlm_head, tokenizer, batch, labels, special, config: TrainConfig) -> dict[str, torch.Tensor]:
+    losses = {}
+    if config.adv_weight > 0:
+        embeddings = model.get_input_embeddings()(batch["input_ids"])
+        rest = {k: v for k, v in batch.items() if k != "input_ids"}
+        logits = model(inputs_embeds=embeddings, **rest).logits
+        losses["ce"] = classification_loss(logits, labels)
+        losses["adv"] = adversarial_loss(model, embeddings, batch, labels, losses["ce"], config.adv_epsilon)
+    else:
+        losses["ce"] = classification_loss(model(**batch).logits, labels)
+    if config.mlm_weight > 0:
+        losses["mlm"] = masked_lm_loss(model, mlm_head, batch, special, tokenizer, config.mlm_probability)
+    return losses
+
+
+def train_guard(
+    config: TrainConfig,
+    train: Sequence[Example],
+    validation: Sequence[Example],
+    policies: dict[str, Policy],
+    out_dir: str | Path,
+    test: Sequence[Example] = (),
+    overwrite: bool = False,
+    progress: bool = True,
+    on_step: Optional[Callable[[int, dict], None]] = None,
+) -> TrainResult:
+    """Train, select the best validation-F1 weights, calibrate thresholds, save a guard with a card.
+
+    `on_step(global_step, losses)` runs after every optimizer step (progress hooks; tests use it to
+    interrupt a run). Rerunning with the same inputs and `out_dir` resumes from the last checkpoint.
+    """
+    out_dir = Path(out_dir)
+    check_both_classes(train, "training data")
+    check_both_classes(validation, "validation data")
+    missing = sorted(set(policy_names(validation)) - set(policy_names(train)))
+    if missing:
+        raise UserError(f"validation data has policies absent from training data: {', '.join(missing)}; regenerate the splits together")
+    _prepare_out_dir(out_dir, overwrite)
+
+    base = resolve_model(config.base_model)
+    torch.manual_seed(config.seed)  # the new classification head's initialisation
+    tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=False)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base, num_labels=2, id2label=ID2LABEL, label2id={v: k for k, v in ID2LABEL.items()},
+        use_safetensors=True, trust_remote_code=False, ignore_mismatched_sizes=True,
+    )
+    _check_max_length(model, config)
+    enc_train = encode_examples(tokenizer, train, policies, config, "training data")
+    enc_val = encode_examples(tokenizer, validation, policies, config, "validation data")
+    instructions = {name: policies[name].instruction for name in policy_names(train)}
+    fingerprint = run_fingerprint(config, [enc_train, enc_val], instructions)
+
+    mlm_head = None
+    if config.mlm_weight > 0:
+        mlm_head = MaskedLMHead(model.config.hidden_size, model.get_input_embeddings().weight.shape[0])
+    trainable = _Trainable(model, mlm_head)
+    optimizer = torch.optim.AdamW(trainable.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    batches_per_epoch = math.ceil(len(enc_train) / config.batch_size)
+    total_steps = batches_per_epoch * config.epochs
+    warmup = int(config.warmup_ratio * total_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / (warmup + 1) if s < warmup else max(0.0, (total_steps - s) / max(1, total_steps - warmup))
+    )
+
+    state = TrainState()
+    ckpt = _checkpoint_dir(out_dir)
+    if ckpt is not None:
+        saved = json.loads((ckpt / "state.json").read_text())["fingerprint"]
+        if saved != fingerprint:
+            raise UserError(
+                f"{out_dir}: holds a checkpoint of a different run (other data or options); "
+                "rerun with the original options to resume, pass --overwrite to start over, or choose another --out"
+            )
+        state = load_checkpoint(ckpt, trainable, optimizer, scheduler)
+    else:
+        torch.manual_seed(config.seed)
+    resumed_from = state.global_step
+
+    model.train()
+    eval_every = config.eval_every or batches_per_epoch
+    bar = tqdm(total=total_steps, initial=state.global_step, disable=not progress, desc=f"train {config.kind}", unit="step")
+    started, seen = time.perf_counter(), 0
+    while state.epoch < config.epochs and not state.stopped_early:
+        batches = _batches(len(enc_train), config.batch_size, config.seed, state.epoch)
+        for idx in batches[state.step_in_epoch :]:
+            batch, labels, special = _collate(tokenizer, enc_train, idx)
+            losses = _training_step(model, mlm_head, tokenizer, batch, labels, special, config)
+            total = losses["ce"] + config.mlm_weight * losses.get("mlm", 0.0) + config.adv_weight * losses.get("adv", 0.0)
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            nn.utils.clip_grad_norm_(trainable.parameters(), config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            state.step_in_epoch += 1
+            state.global_step += 1
+            seen += len(idx)
+            logged = {k: round(float(v.detach()), 4) for k, v in losses.items()}
+            bar.update(1)
+            bar.set_postfix(logged)
+            if state.step_in_epoch == len(batches):
+                state.epoch, state.step_in_epoch = state.epoch + 1, 0
+            if state.global_step % eval_every == 0 or state.step_in_epoch == 0:
+                _evaluate_and_select(model, tokenizer, enc_val, state, config, out_dir, logged)
+            if state.stopped_early or state.global_step % config.checkpoint_every == 0 or state.step_in_epoch == 0:
+                save_checkpoint(out_dir, trainable, optimizer, scheduler, state, fingerprint)
+            if on_step is not None:
+                on_step(state.global_step, logged)
+            if state.stopped_early:
+                break
+    bar.close()
+    elapsed = time.perf_counter() - started
+    return _finish(model, tokenizer, config, policies, enc_val, train, validation, test, state, out_dir,
+                   seen / elapsed if elapsed > 0 and seen else float("nan"), resumed_from)
+
+
+def _evaluate_and_select(model, tokenizer, enc_val: Encoded, state: TrainState, config: TrainConfig, out_dir: Path, losses: dict) -> None:
+    scores = score_encoded(model, tokenizer, enc_val)
+    thresholds = calibrate(enc_val.labels, scores, enc_val.policies)
+    macro = report(enc_val.labels, scores, enc_val.policies, thresholds)["macro"]
+    f1 = macro["f1"]
+    state.history.append({"step": state.global_step, "epoch": state.epoch, "val_f1": f1, "val_auprc": macro["auprc"], **losses})
+    if f1 > state.best_f1:
+        state.best_f1, state.best_step, state.evals_without_gain = f1, state.global_step, 0
+        save_best(out_dir, model)
+    else:
+        state.evals_without_gain += 1
+        state.stopped_early = state.evals_without_gain >= config.patience
+
+
+def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: exists and is not a directory; choose another --out")
+    finished = (out_dir / GUARD_META_FILE).is_file() and _checkpoint_dir(out_dir) is None
+    if finished or (out_dir.is_dir() and any(out_dir.iterdir()) and _checkpoint_dir(out_dir) is None):
+        if not overwrite:
+            raise UserError(f"{out_dir}: already holds files (a trained guard?); pass --overwrite to replace it, or choose another --out")
+        shutil.rmtree(out_dir)
+    elif overwrite and out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _finish(model, tokenizer, config, policies, enc_val, train, validation, test, state, out_dir, examples_per_second, resumed_from) -> TrainResult:
+    load_model(model, str(out_dir / CHECKPOINT_DIR / "best.safetensors"))
+    model.eval()
+    val_scores = score_encoded(model, tokenizer, enc_val)
+    thresholds = calibrate(enc_val.labels, val_scores, enc_val.policies)
+    val_report = report(enc_val.labels, val_scores, enc_val.policies, thresholds)
+    test_report = None
+    test = [e for e in test if e.policy in thresholds]
+    if test:
+        enc_test = encode_examples(tokenizer, test, policies, config.model_copy(update={"truncate": True}), "test data")
+        test_report = report(enc_test.labels, score_encoded(model, tokenizer, enc_test), enc_test.policies, thresholds)
+    names = sorted(thresholds)
+    meta = {
+        "kind": config.kind,
+        "policies": names,
+        "instructions": {n: policies[n].instruction for n in names},
+        "base_model": config.base_model or "sentence-transformers/all-MiniLM-L6-v2 (offline copy)",
+        "training": config.model_dump(),
+        "data_sizes": {"train": _sizes(train), "validation": _sizes(validation), "test": _sizes(test)},
+        "validation_metrics": val_report,
+        "test_metrics": test_report,
+        "best_step": state.best_step,
+        "stopped_early": state.stopped_early,
+        "history": state.history,
+        "train_examples_per_second": examples_per_second,
+    }
+    guard = Guard(model=model, tokenizer=tokenizer, thresholds=thresholds, max_length=config.max_length, meta=meta)
+    guard.save(out_dir)
+    from trainers.model_card import write_model_card
+
+    write_model_card(out_dir, meta, thresholds)
+    shutil.rmtree(out_dir / CHECKPOINT_DIR, ignore_errors=True)
+    return TrainResult(out_dir, thresholds, val_report, test_report, state.history, examples_per_second, resumed_from)
+
+
+def _sizes(examples: Sequence[Example]) -> dict[str, dict[str, int]]:
+    sizes: dict[str, dict[str, int]] = {}
+    for e in examples:
+        counts = sizes.setdefault(e.policy, {"violates": 0, "allowed": 0})
+        counts["violates" if e.label else "allowed"] += 1
+    return sizes
