@@ -79,13 +79,14 @@ def _merge_tensor(pool: ModelPool, op: operators.MergeOperator, name: str, param
 
 
 class _RowBlockIndex:
-    """A view of a pool-wide MagnitudeIndex for one row block: same thresholds, sliced row ranks."""
+    """A view of a pool-wide MagnitudeIndex for one row block: whole-tensor counts and thresholds,
+    row ranks sliced to the block."""
 
     def __init__(self, index: MagnitudeIndex, full_delta: torch.Tensor, block: slice):
         self._index, self._full_delta, self._block = index, full_delta, block
 
-    def threshold(self, fraction: float) -> float:
-        return self._index.threshold(fraction)
+    def __getattr__(self, name: str):
+        return getattr(self._index, name)
 
     def row_rank(self, _delta_block: torch.Tensor) -> torch.Tensor:
         return self._index.row_rank(self._full_delta)[self._block]

@@ -2,8 +2,9 @@
 
 Rank-based sparsifiers never sort per recipe. A `MagnitudeIndex` is built once per task vector
 (one sort, kept by the model pool) and turns a density into a magnitude threshold by table lookup,
-so TIES / breadcrumbs at any density cost one elementwise pass. Densities resolve to steps of
-1/1000 (exact for densities with at most three decimals, e.g. 0.5 keeps exactly int(0.5 * n)).
+so TIES / breadcrumbs at any density cost one elementwise pass. Counts are exact (as mergekit's
+int(density * n)) for tensors up to EXACT_INDEX_MAX entries and for densities with at most three
+decimals; otherwise they are within 1/1000 of the tensor.
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ from dataclasses import dataclass, field
 import torch
 
 DENSITY_STEPS = 1000
+EXACT_INDEX_MAX = 4 * DENSITY_STEPS  # tensors up to this size keep every magnitude: exact at any count
 
 
 @dataclass
 class MagnitudeIndex:
-    """|delta| at descending ranks k_i - 1 with k_i = max(1, i * n // DENSITY_STEPS), i = 0..DENSITY_STEPS."""
+    """Descending |delta| at selected counts: every count for small tensors, otherwise the counts
+    max(1, i * n // DENSITY_STEPS), i = 1..DENSITY_STEPS. `table[j]` is the `counts[j]`-th largest."""
 
     numel: int
+    counts: torch.Tensor
     table: torch.Tensor
     _row_rank: torch.Tensor | None = field(default=None, repr=False)
 
@@ -28,23 +32,29 @@ class MagnitudeIndex:
     def build(cls, delta: torch.Tensor) -> "MagnitudeIndex":
         n = delta.numel()
         descending = delta.detach().abs().flatten().float().sort(descending=True).values
-        steps = torch.arange(DENSITY_STEPS + 1, dtype=torch.int64)
-        ranks = torch.clamp(steps * n // DENSITY_STEPS, min=1) - 1
-        return cls(numel=n, table=descending[ranks].clone())
+        if n <= EXACT_INDEX_MAX:
+            counts = torch.arange(1, n + 1, dtype=torch.int64)
+        else:
+            counts = torch.clamp(torch.arange(1, DENSITY_STEPS + 1, dtype=torch.int64) * n // DENSITY_STEPS, min=1)
+        return cls(numel=n, counts=counts, table=descending[counts - 1].clone())
 
-    def threshold(self, fraction: float) -> float:
-        """Smallest magnitude among the top `fraction` of entries (at least one entry is kept)."""
-        step = min(DENSITY_STEPS, max(1, math.floor(fraction * DENSITY_STEPS + 1e-9)))
-        return float(self.table[step])
+    def count(self, fraction: float) -> int:
+        """How many entries a fraction of this tensor is (rounded down, as mergekit does)."""
+        return int(fraction * self.numel)
+
+    def magnitude_at_count(self, k: int) -> float:
+        """The k-th largest magnitude (k >= 1); between stored counts, the nearest stored count below k
+        (so a threshold keeps at most 1/DENSITY_STEPS of the tensor more than asked)."""
+        k = min(max(k, 1), self.numel)
+        position = max(int(torch.searchsorted(self.counts, k, right=True)) - 1, 0)
+        return float(self.table[position])
 
     def row_rank(self, delta: torch.Tensor) -> torch.Tensor:
         """Each entry's magnitude rank within its row, scaled to [0, 1] (0 = smallest); cached."""
         if self._row_rank is None:
             rows = delta.detach().abs().float().reshape(delta.shape[0] if delta.dim() > 1 else 1, -1)
-            width = rows.shape[1]
-            rank = rows.argsort(dim=1).argsort(dim=1).float()
-            scaled = rank / max(width - 1, 1)
-            self._row_rank = scaled.to(torch.float16).reshape(delta.shape)
+            rank = rows.argsort(dim=1).argsort(dim=1).float() / max(rows.shape[1] - 1, 1)
+            self._row_rank = rank.to(torch.float16).reshape(delta.shape)
         return self._row_rank
 
 
@@ -56,8 +66,10 @@ def magnitude_topk(delta: torch.Tensor, density: float, index: MagnitudeIndex | 
     """TIES trim: keep the `density` fraction of entries with the largest magnitude."""
     if density >= 1:
         return delta
-    threshold = _index(delta, index).threshold(density)
-    return delta * (delta.abs() >= threshold)
+    if density <= 0:
+        return torch.zeros_like(delta)
+    idx = _index(delta, index)
+    return delta * (delta.abs() >= idx.magnitude_at_count(max(1, idx.count(density))))
 
 
 def magnitude_band(
@@ -67,10 +79,15 @@ def magnitude_band(
     if density >= 1:
         return delta
     idx = _index(delta, index)
+    keep_count = idx.count(density)
+    if keep_count == 0:
+        return torch.zeros_like(delta)
+    # Drop the top `gamma` outliers, fewer if the band would otherwise run past the smallest entry.
+    skip = min(idx.count(gamma), idx.numel - keep_count)
     magnitude = delta.abs()
-    keep = magnitude >= idx.threshold(min(1.0, gamma + density))
-    if gamma * DENSITY_STEPS >= 1:
-        keep &= magnitude < idx.threshold(gamma)
+    keep = magnitude >= idx.magnitude_at_count(skip + keep_count)
+    if skip > 0:
+        keep &= magnitude < idx.magnitude_at_count(skip)
     return delta * keep
 
 
