@@ -28,7 +28,7 @@ def _root() -> None:
     """Evolutionary model merging for small, fast, accurate guardrail classifiers."""
 
 
-_COMMAND_MODULES = ("operators.cli", "engine.cli", "synth.cli", "trainers.cli", "experiments.cli")
+_COMMAND_MODULES = ("operators.cli", "engine.cli", "synth.cli", "trainers.cli", "trainers.deploy_cli", "experiments.cli")
 
 
 def _register_commands() -> None:
