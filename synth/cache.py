@@ -1,7 +1,7 @@
 """A durable key -> text cache for model outputs, so an interrupted synthesis run resumes.
 
-Append-only JSON Lines (one row per answer, fsynced per batch); a torn last line from a killed
-writer is ignored. Keys hash everything that determines an answer (backend, model, messages,
+Append-only JSON Lines (one row per answer, fsynced per batch); a line torn by a killed writer
+is skipped, costing only a recomputed answer. Keys hash everything that determines an answer (backend, model, messages,
 sampling settings), so a changed setting never reuses a stale answer.
 """
 
@@ -14,7 +14,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from uniguard.io import iter_jsonl
 
 
 def cache_key(*parts: Any) -> str:
@@ -28,10 +27,19 @@ class AnswerCache:
         self._answers: dict[str, str] = {}
         self._lock = threading.Lock()
         if self.path and self.path.is_file():
-            for row in iter_jsonl(self.path, tolerate_torn_tail=True):
-                if isinstance(row.get("key"), str) and isinstance(row.get("answer"), str):
-                    self._answers[row["key"]] = row["answer"]
+            self._load(self.path)
         self.loaded = len(self._answers)
+
+    def _load(self, path: Path) -> None:
+        # A line torn by a killed writer stays in the middle once later runs append after it; an
+        # unreadable line only costs recomputing that answer, so skip it rather than stop.
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get("key"), str) and isinstance(row.get("answer"), str):
+                self._answers[row["key"]] = row["answer"]
 
     def __contains__(self, key: str) -> bool:
         return key in self._answers
