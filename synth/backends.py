@@ -57,7 +57,9 @@ class OpenAIChat:
 
     @property
     def fingerprint(self) -> tuple:
-        return ("openai", self.base_url, self.model)
+        # The model decides the answers, not where it is served: a server restarted on another
+        # port still reuses the cached answers.
+        return ("openai", self.model)
 
     def complete(self, conversations: Sequence[Conversation], sampling: Sampling, on_answer: OnAnswer | None = None) -> list[str]:
         answers: list[str | None] = [None] * len(conversations)
@@ -161,7 +163,7 @@ class LocalChat:
     def _encode(self, conversations: Sequence[Conversation]):
         _, tokenizer = self._model()
         prompts = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations]
-        return tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        return tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False, return_token_type_ids=False)
 
     def complete(self, conversations: Sequence[Conversation], sampling: Sampling, on_answer: OnAnswer | None = None) -> list[str]:
         import torch
