@@ -146,7 +146,7 @@ def _train_options(
     _quiet_transformers()
     result = train_guard(
         config, splits["train"], splits["validation"], policies, out, test=splits["test"],
-        overwrite=overwrite, progress=not as_json,
+        overwrite=overwrite, progress=True,  # tqdm writes to stderr, so --json output stays clean
     )
     summary = {
         "out": str(result.out_dir), "thresholds": result.thresholds, "validation": result.validation,
@@ -185,7 +185,7 @@ def train_single(
     seed: int = typer.Option(0, help="Seed for head initialisation, shuffling, dropout and masking."),
     truncate: bool = typer.Option(False, "--truncate", help="Cut texts longer than --max-length instead of failing."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing guard or checkpoint in --out."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (no progress bar)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (progress goes to stderr)."),
 ) -> None:
     """Fine-tune a single-policy guard. Rerun the same command after an interruption to resume."""
     _train_options("single", [data], out, [policy], base, epochs, batch_size, learning_rate, max_length, mlm_weight,
@@ -210,14 +210,77 @@ def train_multitask(
     seed: int = typer.Option(0, help="Seed for head initialisation, shuffling, dropout and masking."),
     truncate: bool = typer.Option(False, "--truncate", help="Cut texts longer than --max-length instead of failing."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing guard or checkpoint in --out."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (no progress bar)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (progress goes to stderr)."),
 ) -> None:
     """Train MultiTaskGuard: one guard on all policies at once, each policy's text as the instruction."""
     _train_options("multitask", data, out, policy, base, epochs, batch_size, learning_rate, max_length, mlm_weight,
                    adv_weight, adv_epsilon, patience, eval_every, seed, truncate, overwrite, as_json)
 
 
+devset_app = typer.Typer(help="Real development sets (offline, from installed wheels) and public hub benchmarks.", no_args_is_help=True)
+
+
+@devset_app.command("list")
+def devset_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """The offline dev sets (policy, what is in them) and the hub benchmark loaders."""
+    from trainers.benchmarks import BENCHMARKS
+    from trainers.devsets import DEVSETS
+
+    listing = {
+        "devsets": {n: {"policy": d.policy, "description": d.description} for n, d in sorted(DEVSETS.items())},
+        "hub_benchmarks": {n: {"hub_id": b.hub_id, "config": b.config, "split": b.split, "note": b.note} for n, b in sorted(BENCHMARKS.items())},
+    }
+    if as_json:
+        _print_json(listing)
+        return
+    table = Table(title="offline dev sets")
+    for c in ("name", "policy", "contents"):
+        table.add_column(c)
+    for n, d in listing["devsets"].items():
+        table.add_row(n, d["policy"], d["description"])
+    _console().print(table)
+    table = Table(title="hub benchmarks (need network, or --data-files with a local copy)")
+    for c in ("name", "hub id", "config", "split"):
+        table.add_column(c)
+    for n, b in listing["hub_benchmarks"].items():
+        table.add_row(n, b["hub_id"], str(b["config"] or ""), b["split"])
+    _console().print(table)
+
+
+@devset_app.command("export")
+def devset_export(
+    names: List[str] = typer.Argument(..., help="Dev set names (see `uniguard devset list`), or `all`."),
+    out: Path = typer.Option(..., "--out", help="JSON Lines file to write (text, label, policy, source)."),
+    seed: int = typer.Option(0, help="Seed for the sampled parts and the faker-filled templates."),
+) -> None:
+    """Write offline dev sets as JSON Lines for `uniguard eval --data`."""
+    from trainers.devsets import devset_names, load_devset
+    from uniguard.io import write_jsonl
+
+    chosen = devset_names() if names == ["all"] else names
+    rows = [row for name in chosen for row in load_devset(name, seed)]
+    write_jsonl(out, rows)
+    typer.echo(f"wrote {len(rows)} rows ({sum(r['label'] for r in rows)} violating) to {out}")
+
+
+@devset_app.command("hub")
+def devset_hub(
+    name: str = typer.Argument(..., help="Benchmark name (see `uniguard devset list`)."),
+    out: Path = typer.Option(..., "--out", help="JSON Lines file to write."),
+    data_files: Optional[str] = typer.Option(None, "--data-files", help="Local copy in the published format instead of the hub."),
+    split: Optional[str] = typer.Option(None, help="Hub split(s), `+`-joined (default: the benchmark's evaluation split)."),
+) -> None:
+    """Convert a public hub benchmark to uniguard rows mapped to the built-in policies."""
+    from trainers.benchmarks import load_benchmark
+    from uniguard.io import write_jsonl
+
+    rows = load_benchmark(name, data_files=data_files, split=split)
+    write_jsonl(out, rows)
+    typer.echo(f"wrote {len(rows)} rows to {out}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("classify")(classify)
     app.command("eval")(eval_command)
     app.add_typer(train_app, name="train")
+    app.add_typer(devset_app, name="devset")
