@@ -1,8 +1,7 @@
 """Apply a `Recipe` to a `ModelPool`: merged weights in memory, or a Hugging Face guard directory.
 
-Memory-bound by design: each task vector is read once per recipe. Elementwise operators process
-large tensors in row blocks small enough to stay in cache, so the several passes an operator makes
-(sparsify, weight, elect, sum) do not each go back to main memory.
+Memory-bound by design: the task-arithmetic family runs as one fused kernel that reads each task
+vector once and writes the result once (operators/kernels.py); rank statistics come from the pool.
 """
 
 from __future__ import annotations
@@ -20,11 +19,9 @@ import operators
 from engine.layout import renumber_layer
 from engine.pool import ModelPool
 from engine.recipe import Recipe
-from operators.sparsify import MagnitudeIndex
 from trainers.guard import DEFAULT_MAX_LENGTH, GUARD_META_FILE
 from uniguard.io import write_json
 
-BLOCK_ELEMENTS = 1 << 18  # 256k float32 entries = 1 MiB per operand: several operands fit in L2/L3
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -59,37 +56,11 @@ def merge_state_dict(pool: ModelPool, recipe: Recipe) -> dict[str, torch.Tensor]
 def _merge_tensor(pool: ModelPool, op: operators.MergeOperator, name: str, params: dict[str, Any], seed: int) -> torch.Tensor:
     if "seed" in params:
         params = {**params, "seed": tensor_seed(seed, name)}
-    base = pool.base[name]
-    n = pool.num_candidates
-    inputs = [pool.deltas[i][name] for i in range(n)] if op.inputs == "deltas" else [pool.candidate(i, name) for i in range(n)]
-    indexes = [pool.magnitude_index(i, name) for i in range(n)] if op.uses_magnitude_index else None
-    rows = base.shape[0] if base.dim() > 1 else 0
-    if not op.elementwise or base.numel() <= BLOCK_ELEMENTS or rows < 2:
-        return op.apply(base, inputs, params, indexes=indexes)
-    # Row blocks: same result as the whole tensor for elementwise operators (thresholds and row
-    # ranks come from the pool-wide index; random drops are seeded per block).
-    step = max(1, BLOCK_ELEMENTS // (base.numel() // rows))
-    out = torch.empty_like(base)
-    for start in range(0, rows, step):
-        block = slice(start, start + step)
-        block_params = {**params, "seed": params["seed"] + start} if "seed" in params else params
-        block_indexes = [_RowBlockIndex(ix, delta, block) for ix, delta in zip(indexes, inputs)] if indexes else None
-        out[block] = op.apply(base[block], [t[block] for t in inputs], block_params, indexes=block_indexes)
-    return out
-
-
-class _RowBlockIndex:
-    """A view of a pool-wide MagnitudeIndex for one row block: whole-tensor counts and thresholds,
-    row ranks sliced to the block."""
-
-    def __init__(self, index: MagnitudeIndex, full_delta: torch.Tensor, block: slice):
-        self._index, self._full_delta, self._block = index, full_delta, block
-
-    def __getattr__(self, name: str):
-        return getattr(self._index, name)
-
-    def row_rank(self, _delta_block: torch.Tensor) -> torch.Tensor:
-        return self._index.row_rank(self._full_delta)[self._block]
+    if op.inputs == "deltas":
+        inputs = pool.task_vectors[name]
+    else:
+        inputs = [pool.candidate(i, name) for i in range(pool.num_candidates)]
+    return op.apply(pool.base[name], inputs, params, context=pool.context(name) if op.uses_context else None)
 
 
 def merged_config(pool: ModelPool, recipe: Recipe):

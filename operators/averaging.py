@@ -12,7 +12,7 @@ PARALLEL_COSINE = 0.9995
 
 
 @merge_operator("linear", params=[WEIGHTS, normalize_param(True)], inputs="weights", needs_base=False,
-                elementwise=True, reference="https://arxiv.org/abs/2203.05482")
+                reference="https://arxiv.org/abs/2203.05482")
 def linear(base, tensors, *, weights, normalize):
     """Weighted average of the candidates' weights (model soup); base unused."""
     merged = torch.zeros_like(tensors[0])
@@ -81,5 +81,5 @@ def model_stock(base, deltas, **_):
     cos = torch.stack(cosines).mean()
     denominator = 1 + (n - 1) * cos
     t = torch.zeros(()) if denominator.abs() < 1e-6 else n * cos / denominator
-    mean_delta = torch.stack(deltas).mean(0)
+    mean_delta = deltas.mean(0)
     return base + t * mean_delta

@@ -1,24 +1,17 @@
-"""Sign consensus (TIES "elect" and "disjoint merge"), composable with any sparsifier."""
+"""Sign consensus rules (TIES "elect" + "disjoint merge"), composable with any keep rule.
+
+With a rule, each entry keeps only the weighted task-vector values whose sign matches the elected
+sign, and (when normalising) divides by the weight of the models that agreed:
+  `sum`   (TIES paper): the elected sign is the sign of the summed weighted values (more mass wins);
+  `count`: the sign more models agree on. Ties go to +1. Zeros never agree.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
-import torch
+from operators.kernels import CONSENSUS_COUNT, CONSENSUS_NONE, CONSENSUS_SUM
 
 ConsensusRule = Literal["sum", "count"]
 
-
-def elect_sign(weighted_deltas: torch.Tensor, rule: ConsensusRule = "sum") -> torch.Tensor:
-    """Per-entry majority sign (+1 / -1) over the model axis 0.
-
-    `sum` (TIES paper): the sign of the summed weighted deltas, i.e. the sign with more total mass.
-    `count`: the sign that more models agree on. Ties go to +1.
-    """
-    votes = weighted_deltas if rule == "sum" else weighted_deltas.sign()
-    return torch.where(votes.sum(dim=0) >= 0, 1.0, -1.0).to(weighted_deltas.dtype)
-
-
-def agreeing(weighted_deltas: torch.Tensor, elected: torch.Tensor) -> torch.Tensor:
-    """Mask of entries whose sign matches the elected one (zeros never agree)."""
-    return weighted_deltas.sign() == elected
+KERNEL_CODE = {None: CONSENSUS_NONE, "sum": CONSENSUS_SUM, "count": CONSENSUS_COUNT}

@@ -7,8 +7,9 @@ through the `uniguard.operators` entry-point group and register themselves on im
 
 Call shape (DESIGN.md): `operators.get(name)(base, tensors, **params)` where `tensors` are the
 candidates' full weights. Operators declared with `inputs="deltas"` are written over task vectors
-(candidate - base); `__call__` converts, and the model pool calls `apply` with its precomputed task
-vectors and magnitude indexes so nothing is recomputed per recipe.
+(candidate - base), stacked into one (N, *shape) tensor; `__call__` converts, and the model pool
+calls `apply` with its precomputed task vectors and their cached `TaskVectorContext` (magnitude
+indexes, row ranks) so nothing is recomputed per recipe.
 """
 
 from __future__ import annotations
@@ -74,10 +75,7 @@ class MergeOperator:
     needs_base: bool
     min_models: int = 1
     max_models: int | None = None
-    # Elementwise operators give the same result on any row block of a tensor (their only global
-    # statistics are precomputed per pool), so the pool may process large tensors in cache-sized blocks.
-    elementwise: bool = False
-    uses_magnitude_index: bool = False
+    uses_context: bool = False  # receives `context=` (magnitude indexes, row ranks cached by the pool)
     reference: str = ""
     doc: str = field(default="", compare=False)
 
@@ -119,14 +117,18 @@ class MergeOperator:
                 raise UserError(f"operator {self.name!r}: tensor {i} has shape {tuple(t.shape)}, expected {tuple(tensors[0].shape)}")
         checked = self.validate(len(tensors), params)
         base32 = None if base is None else base.float()
-        inputs = [t.float() - base32 for t in tensors] if self.inputs == "deltas" else [t.float() for t in tensors]
+        if self.inputs == "deltas":
+            inputs = torch.stack([t.float() for t in tensors]) - base32
+        else:
+            inputs = [t.float() for t in tensors]
         out = self.apply(base32, inputs, checked)
         return out.to(tensors[0].dtype)
 
-    def apply(self, base: torch.Tensor | None, inputs: list[torch.Tensor], params: dict[str, Any], **context: Any) -> torch.Tensor:
-        """Fast path for validated params: `inputs` are task vectors or weights as `self.inputs` says."""
-        if self.uses_magnitude_index:
-            params = {**params, "indexes": context.get("indexes")}
+    def apply(self, base: torch.Tensor | None, inputs, params: dict[str, Any], context: Any = None) -> torch.Tensor:
+        """Fast path for validated params: `inputs` are stacked task vectors or a list of weights,
+        as `self.inputs` says; `context` is the pool's cached TaskVectorContext for this tensor."""
+        if self.uses_context:
+            params = {**params, "context": context}
         return self.fn(base, inputs, **params)
 
 
@@ -152,8 +154,7 @@ def merge_operator(
     needs_base: bool = True,
     min_models: int = 1,
     max_models: int | None = None,
-    elementwise: bool = False,
-    uses_magnitude_index: bool = False,
+    uses_context: bool = False,
     reference: str = "",
 ) -> Callable[[Callable[..., torch.Tensor]], MergeOperator]:
     """Register `fn(base, inputs, **params)` as operator `name` and return the registered operator."""
@@ -169,8 +170,7 @@ def merge_operator(
             needs_base=needs_base,
             min_models=min_models,
             max_models=max_models,
-            elementwise=elementwise,
-            uses_magnitude_index=uses_magnitude_index,
+            uses_context=uses_context,
             reference=reference,
             doc=(fn.__doc__ or "").strip(),
         )

@@ -1,10 +1,15 @@
-"""Sparsifiers for task vectors, composable with any consensus rule.
+"""Sparsifiers for task vectors, as keep rules that compose with any weighting and consensus.
 
-Rank-based sparsifiers never sort per recipe. A `MagnitudeIndex` is built once per task vector
-(one sort, kept by the model pool) and turns a density into a magnitude threshold by table lookup,
-so TIES / breadcrumbs at any density cost one elementwise pass. Counts are exact (as mergekit's
-int(density * n)) for tensors up to EXACT_INDEX_MAX entries and for densities with at most three
-decimals; otherwise they are within 1/1000 of the tensor.
+Every sparsifier in the task-arithmetic family is one `KeepRule`: keep an entry when its magnitude
+lies in [lo, hi) and a uniform draw falls under `prob + prob_slope * row_rank`, rescaling survivors
+by 1 / probability. Magnitude top-k (TIES), magnitude band (breadcrumbs), random drop (DARE) and
+magnitude-ranked random drop (DELLA) are four ways of filling in those numbers; the fused kernel
+applies whichever rule each candidate has.
+
+Rank-based rules never sort per recipe. A `MagnitudeIndex` is built once per task vector (one sort,
+kept by the model pool) and turns a density into a magnitude threshold by table lookup. Counts are
+exact (as mergekit's int(density * n)) for tensors up to EXACT_INDEX_MAX entries and for densities
+with at most three decimals; otherwise within 1/DENSITY_STEPS of the tensor.
 """
 
 from __future__ import annotations
@@ -26,7 +31,6 @@ class MagnitudeIndex:
     numel: int
     counts: torch.Tensor
     table: torch.Tensor
-    _row_rank: torch.Tensor | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, delta: torch.Tensor) -> "MagnitudeIndex":
@@ -49,72 +53,79 @@ class MagnitudeIndex:
         position = max(int(torch.searchsorted(self.counts, k, right=True)) - 1, 0)
         return float(self.table[position])
 
-    def row_rank(self, delta: torch.Tensor) -> torch.Tensor:
-        """Each entry's magnitude rank within its row, scaled to [0, 1] (0 = smallest); cached."""
-        if self._row_rank is None:
-            rows = delta.detach().abs().float().reshape(delta.shape[0] if delta.dim() > 1 else 1, -1)
-            rank = rows.argsort(dim=1).argsort(dim=1).float() / max(rows.shape[1] - 1, 1)
-            self._row_rank = rank.to(torch.float16).reshape(delta.shape)
-        return self._row_rank
+
+def row_ranks(delta: torch.Tensor) -> torch.Tensor:
+    """Each entry's magnitude rank within its row (1-D tensors: one row), as uint16 0..65535."""
+    rows = delta.detach().abs().float().reshape(delta.shape[0] if delta.dim() > 1 else 1, -1)
+    rank = rows.argsort(dim=1).argsort(dim=1).float() / max(rows.shape[1] - 1, 1)
+    return (rank * 65535).round().to(torch.int32).to(torch.uint16).reshape(delta.shape)
 
 
-def _index(delta: torch.Tensor, index: MagnitudeIndex | None) -> MagnitudeIndex:
-    return index if index is not None else MagnitudeIndex.build(delta)
+@dataclass
+class TaskVectorContext:
+    """What rank-based rules need about a tensor's task vectors, built once and cached by the pool."""
+
+    deltas: torch.Tensor  # (N, *shape)
+    _indexes: list[MagnitudeIndex] | None = field(default=None, repr=False)
+    _ranks: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def indexes(self) -> list[MagnitudeIndex]:
+        if self._indexes is None:
+            self._indexes = [MagnitudeIndex.build(d) for d in self.deltas]
+        return self._indexes
+
+    @property
+    def ranks(self) -> torch.Tensor:
+        if self._ranks is None:
+            self._ranks = torch.stack([row_ranks(d) for d in self.deltas])
+        return self._ranks
 
 
-def magnitude_topk(delta: torch.Tensor, density: float, index: MagnitudeIndex | None = None) -> torch.Tensor:
-    """TIES trim: keep the `density` fraction of entries with the largest magnitude."""
+@dataclass(frozen=True)
+class KeepRule:
+    lo: float = 0.0
+    hi: float = math.inf
+    prob: float = 1.0
+    prob_slope: float = 0.0  # keep probability rises by this much from the smallest to the largest in a row
+
+    @property
+    def uses_ranks(self) -> bool:
+        return self.prob_slope != 0.0
+
+
+KEEP_ALL = KeepRule()
+
+
+def magnitude_topk(index: MagnitudeIndex, density: float) -> KeepRule:
+    """TIES trim: keep the `density` fraction of entries with the largest magnitude (at least one)."""
     if density >= 1:
-        return delta
+        return KEEP_ALL
     if density <= 0:
-        return torch.zeros_like(delta)
-    idx = _index(delta, index)
-    return delta * (delta.abs() >= idx.magnitude_at_count(max(1, idx.count(density))))
+        return KeepRule(lo=math.inf)
+    return KeepRule(lo=index.magnitude_at_count(max(1, index.count(density))))
 
 
-def magnitude_band(
-    delta: torch.Tensor, density: float, gamma: float, index: MagnitudeIndex | None = None
-) -> torch.Tensor:
+def magnitude_band(index: MagnitudeIndex, density: float, gamma: float) -> KeepRule:
     """Model Breadcrumbs: drop the top `gamma` outliers and the smallest entries, keeping `density`."""
     if density >= 1:
-        return delta
-    idx = _index(delta, index)
-    keep_count = idx.count(density)
+        return KEEP_ALL
+    keep_count = index.count(density)
     if keep_count == 0:
-        return torch.zeros_like(delta)
+        return KeepRule(lo=math.inf)
     # Drop the top `gamma` outliers, fewer if the band would otherwise run past the smallest entry.
-    skip = min(idx.count(gamma), idx.numel - keep_count)
-    magnitude = delta.abs()
-    keep = magnitude >= idx.magnitude_at_count(skip + keep_count)
-    if skip > 0:
-        keep &= magnitude < idx.magnitude_at_count(skip)
-    return delta * keep
+    skip = min(index.count(gamma), index.numel - keep_count)
+    hi = index.magnitude_at_count(skip) if skip > 0 else math.inf
+    return KeepRule(lo=index.magnitude_at_count(skip + keep_count), hi=hi)
 
 
-def random_drop(delta: torch.Tensor, density: float, generator: torch.Generator, rescale: bool = True) -> torch.Tensor:
-    """DARE: drop each entry with probability 1 - density and rescale survivors by 1 / density."""
-    if density >= 1:
-        return delta
-    keep = torch.rand(delta.shape, generator=generator) < density
-    out = delta * keep
-    return out.div_(density) if rescale else out
+def random_drop(density: float) -> KeepRule:
+    """DARE: keep each entry with probability `density` (survivors rescaled by 1 / density)."""
+    return KEEP_ALL if density >= 1 else KeepRule(prob=density)
 
 
-def ranked_random_drop(
-    delta: torch.Tensor,
-    density: float,
-    epsilon: float,
-    generator: torch.Generator,
-    index: MagnitudeIndex | None = None,
-    rescale: bool = True,
-) -> torch.Tensor:
+def ranked_random_drop(density: float, epsilon: float) -> KeepRule:
     """DELLA MagPrune: keep probability rises linearly with magnitude rank in its row, from
-    density - epsilon (smallest) to density + epsilon (largest); survivors are rescaled by 1 / p.
-    Probabilities are clipped to [0.001, 1] so every entry keeps a chance and no rescale explodes."""
-    if density >= 1:
-        return delta
-    rank = _index(delta, index).row_rank(delta).float()
-    keep_prob = (density - epsilon + 2 * epsilon * rank).clamp_(1e-3, 1.0)
-    keep = torch.rand(delta.shape, generator=generator) < keep_prob
-    out = delta * keep
-    return out.div_(keep_prob) if rescale else out
+    density - epsilon (smallest) to density + epsilon (largest); clipped to [0.001, 1] so every
+    entry keeps a chance and no rescale explodes."""
+    return KEEP_ALL if density >= 1 else KeepRule(prob=density - epsilon, prob_slope=2 * epsilon)

@@ -9,15 +9,17 @@ breadcrumbs and DELLA differ only in which sparsifier and consensus rule they co
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Callable, Sequence
+from typing import Sequence
 
+import numpy as np
 import torch
 
-from operators.consensus import ConsensusRule, agreeing, elect_sign
+from operators.consensus import KERNEL_CODE, ConsensusRule
+from operators.kernels import gta_kernel
 from operators.registry import Param, merge_operator
-from operators.sparsify import MagnitudeIndex, magnitude_band, magnitude_topk, random_drop, ranked_random_drop
-
-Sparsifier = Callable[[int, torch.Tensor], torch.Tensor]
+from operators.sparsify import (
+    KEEP_ALL, KeepRule, MagnitudeIndex, TaskVectorContext, magnitude_band, magnitude_topk, random_drop, ranked_random_drop,
+)
 
 WEIGHTS = Param("weights", float, default=1.0, low=-4.0, high=4.0, per_model=True, help="weight of each task vector")
 DENSITY = Param("density", float, default=0.5, low=0.0, high=1.0, help="fraction of each task vector kept")
@@ -35,113 +37,120 @@ def normalize_param(default: bool) -> Param:
 
 def generalized_task_arithmetic(
     base: torch.Tensor,
-    deltas: Sequence[torch.Tensor],
+    deltas: torch.Tensor | Sequence[torch.Tensor],
     weights: Sequence[float],
     *,
-    sparsify: Sparsifier | None = None,
+    rules: Sequence[KeepRule] | None = None,
     consensus: ConsensusRule | None = None,
     normalize: bool = False,
     lambda_: float = 1.0,
+    rescale: bool = True,
+    seed: int = 0,
+    context: TaskVectorContext | None = None,
 ) -> torch.Tensor:
-    stacked = torch.stack([sparsify(i, d) if sparsify else d for i, d in enumerate(deltas)])
-    w = torch.tensor(list(weights), dtype=stacked.dtype).reshape(-1, *([1] * base.dim()))
-    stacked.mul_(w)
-    if consensus:
-        mask = agreeing(stacked, elect_sign(stacked, consensus))
-        merged = (stacked * mask).sum(dim=0)
-        divisor = (w * mask).sum(dim=0)
-        divisor[divisor == 0] = 1
+    """base + lambda * combine_i(w_i * keep_i(delta_i)), in one fused pass over memory.
+
+    `combine` is a sum, or with `consensus` the sum of values agreeing with the elected sign;
+    `normalize` divides by the summed weights (of the agreeing models, with consensus)."""
+    stacked = deltas if isinstance(deltas, torch.Tensor) else torch.stack(list(deltas))
+    n_models = stacked.shape[0]
+    rules = list(rules) if rules is not None else [KEEP_ALL] * n_models
+    uses_ranks = any(rule.uses_ranks for rule in rules)
+    if uses_ranks:
+        context = context or TaskVectorContext(stacked)
+        ranks = context.ranks.reshape(n_models, -1).numpy()
     else:
-        merged = stacked.sum(dim=0)
-        divisor = w.sum()
-        if divisor.abs() < 1e-8:
-            divisor = torch.ones(())
-    if normalize:
-        merged.div_(divisor)
-    if lambda_ != 1:
-        merged.mul_(lambda_)
-    return merged.add_(base)
+        ranks = np.zeros((n_models, 0), dtype=np.uint16)
+    base_flat = base.float().reshape(-1).contiguous().numpy()
+    out = np.empty_like(base_flat)
+    as_array = lambda attr: np.array([getattr(rule, attr) for rule in rules], dtype=np.float64)  # noqa: E731
+    gta_kernel(
+        base_flat, stacked.float().reshape(n_models, -1).contiguous().numpy(), np.asarray(weights, dtype=np.float64),
+        as_array("lo"), as_array("hi"), as_array("prob"), as_array("prob_slope"), ranks, uses_ranks, rescale, int(seed),
+        KERNEL_CODE[consensus], normalize, float(lambda_), out,
+    )
+    return torch.from_numpy(out).reshape(base.shape)
 
 
-def _index(indexes: Sequence[MagnitudeIndex] | None, i: int) -> MagnitudeIndex | None:
-    return indexes[i] if indexes is not None else None
+def sparsified(delta: torch.Tensor, rule: KeepRule, *, rescale: bool = True, seed: int = 0) -> torch.Tensor:
+    """One task vector after a keep rule (the kernel with one model, weight 1, zero base)."""
+    return generalized_task_arithmetic(torch.zeros_like(delta), delta[None], [1.0], rules=[rule], rescale=rescale, seed=seed)
 
 
-def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(seed))
+def _indexes(deltas: torch.Tensor, context: TaskVectorContext | None) -> list[MagnitudeIndex]:
+    return (context or TaskVectorContext(deltas)).indexes
 
 
-@merge_operator("task_arithmetic", params=[WEIGHTS, LAMBDA, normalize_param(False)], elementwise=True,
+@merge_operator("task_arithmetic", params=[WEIGHTS, LAMBDA, normalize_param(False)],
                 reference="https://arxiv.org/abs/2212.04089")
 def task_arithmetic(base, deltas, *, weights, lambda_, normalize):
     """base + lambda * sum_i w_i * delta_i."""
     return generalized_task_arithmetic(base, deltas, weights, normalize=normalize, lambda_=lambda_)
 
 
-@merge_operator("ties", params=[WEIGHTS, DENSITY, LAMBDA, normalize_param(True)], elementwise=True,
-                uses_magnitude_index=True, reference="https://arxiv.org/abs/2306.01708")
-def ties(base, deltas, *, weights, density, lambda_, normalize, indexes=None):
+@merge_operator("ties", params=[WEIGHTS, DENSITY, LAMBDA, normalize_param(True)],
+                uses_context=True, reference="https://arxiv.org/abs/2306.01708")
+def ties(base, deltas, *, weights, density, lambda_, normalize, context=None):
     """TIES: trim to top-density magnitudes, elect signs by mass, average the agreeing entries."""
-    trim = lambda i, d: magnitude_topk(d, density, _index(indexes, i))  # noqa: E731
-    return generalized_task_arithmetic(base, deltas, weights, sparsify=trim, consensus="sum", normalize=normalize, lambda_=lambda_)
+    rules = [magnitude_topk(index, density) for index in _indexes(deltas, context)]
+    return generalized_task_arithmetic(base, deltas, weights, rules=rules, consensus="sum", normalize=normalize, lambda_=lambda_)
 
 
 def _dare(base, deltas, weights, density, lambda_, normalize, rescale, seed, consensus):
-    generator = _generator(seed)
-    drop = lambda i, d: random_drop(d, density, generator, rescale)  # noqa: E731
-    return generalized_task_arithmetic(base, deltas, weights, sparsify=drop, consensus=consensus, normalize=normalize, lambda_=lambda_)
+    return generalized_task_arithmetic(base, deltas, weights, rules=[random_drop(density)] * len(deltas), consensus=consensus,
+                                       normalize=normalize, lambda_=lambda_, rescale=rescale, seed=seed)
 
 
 @merge_operator("dare_linear", params=[WEIGHTS, DENSITY, LAMBDA, normalize_param(False), RESCALE, SEED],
-                elementwise=True, reference="https://arxiv.org/abs/2311.03099")
+                reference="https://arxiv.org/abs/2311.03099")
 def dare_linear(base, deltas, *, weights, density, lambda_, normalize, rescale, seed):
     """DARE: random drop with probability 1 - density, rescale by 1 / density, weighted sum."""
     return _dare(base, deltas, weights, density, lambda_, normalize, rescale, seed, consensus=None)
 
 
 @merge_operator("dare_ties", params=[WEIGHTS, DENSITY, LAMBDA, normalize_param(False), RESCALE, SEED],
-                elementwise=True, reference="https://arxiv.org/abs/2311.03099")
+                reference="https://arxiv.org/abs/2311.03099")
 def dare_ties(base, deltas, *, weights, density, lambda_, normalize, rescale, seed):
     """DARE drop-and-rescale followed by TIES sign consensus."""
     return _dare(base, deltas, weights, density, lambda_, normalize, rescale, seed, consensus="sum")
 
 
-def _breadcrumbs(base, deltas, weights, density, gamma, lambda_, normalize, indexes, consensus):
-    band = lambda i, d: magnitude_band(d, density, gamma, _index(indexes, i))  # noqa: E731
-    return generalized_task_arithmetic(base, deltas, weights, sparsify=band, consensus=consensus, normalize=normalize, lambda_=lambda_)
+def _breadcrumbs(base, deltas, weights, density, gamma, lambda_, normalize, context, consensus):
+    rules = [magnitude_band(index, density, gamma) for index in _indexes(deltas, context)]
+    return generalized_task_arithmetic(base, deltas, weights, rules=rules, consensus=consensus, normalize=normalize, lambda_=lambda_)
 
 
 @merge_operator("breadcrumbs", params=[WEIGHTS, BREADCRUMBS_DENSITY, GAMMA, LAMBDA,
-                normalize_param(False)], elementwise=True, uses_magnitude_index=True,
+                normalize_param(False)], uses_context=True,
                 reference="https://arxiv.org/abs/2312.06795")
-def breadcrumbs(base, deltas, *, weights, density, gamma, lambda_, normalize, indexes=None):
+def breadcrumbs(base, deltas, *, weights, density, gamma, lambda_, normalize, context=None):
     """Model Breadcrumbs: keep a magnitude band (no outliers, no small entries), weighted sum."""
-    return _breadcrumbs(base, deltas, weights, density, gamma, lambda_, normalize, indexes, consensus=None)
+    return _breadcrumbs(base, deltas, weights, density, gamma, lambda_, normalize, context, consensus=None)
 
 
 @merge_operator("breadcrumbs_ties", params=[WEIGHTS, BREADCRUMBS_DENSITY, GAMMA,
-                LAMBDA, normalize_param(False)], elementwise=True, uses_magnitude_index=True,
+                LAMBDA, normalize_param(False)], uses_context=True,
                 reference="https://arxiv.org/abs/2312.06795")
-def breadcrumbs_ties(base, deltas, *, weights, density, gamma, lambda_, normalize, indexes=None):
+def breadcrumbs_ties(base, deltas, *, weights, density, gamma, lambda_, normalize, context=None):
     """Model Breadcrumbs band followed by TIES sign consensus."""
-    return _breadcrumbs(base, deltas, weights, density, gamma, lambda_, normalize, indexes, consensus="sum")
+    return _breadcrumbs(base, deltas, weights, density, gamma, lambda_, normalize, context, consensus="sum")
 
 
-def _della(base, deltas, weights, density, epsilon, lambda_, normalize, rescale, seed, indexes, consensus):
-    generator = _generator(seed)
-    prune = lambda i, d: ranked_random_drop(d, density, epsilon, generator, _index(indexes, i), rescale)  # noqa: E731
-    return generalized_task_arithmetic(base, deltas, weights, sparsify=prune, consensus=consensus, normalize=normalize, lambda_=lambda_)
+def _della(base, deltas, weights, density, epsilon, lambda_, normalize, rescale, seed, context, consensus):
+    rules = [ranked_random_drop(density, epsilon)] * len(deltas)
+    return generalized_task_arithmetic(base, deltas, weights, rules=rules, consensus=consensus, normalize=normalize,
+                                       lambda_=lambda_, rescale=rescale, seed=seed, context=context)
 
 
 @merge_operator("della", params=[WEIGHTS, DENSITY, EPSILON, LAMBDA, normalize_param(True), RESCALE, SEED],
-                elementwise=True, uses_magnitude_index=True, reference="https://arxiv.org/abs/2406.11617")
-def della(base, deltas, *, weights, density, epsilon, lambda_, normalize, rescale, seed, indexes=None):
+                uses_context=True, reference="https://arxiv.org/abs/2406.11617")
+def della(base, deltas, *, weights, density, epsilon, lambda_, normalize, rescale, seed, context=None):
     """DELLA: magnitude-ranked random drop (MagPrune), TIES sign election, fused average."""
-    return _della(base, deltas, weights, density, epsilon, lambda_, normalize, rescale, seed, indexes, consensus="sum")
+    return _della(base, deltas, weights, density, epsilon, lambda_, normalize, rescale, seed, context, consensus="sum")
 
 
 @merge_operator("della_linear", params=[WEIGHTS, DENSITY, EPSILON, LAMBDA, normalize_param(False), RESCALE, SEED],
-                elementwise=True, uses_magnitude_index=True, reference="https://arxiv.org/abs/2406.11617")
-def della_linear(base, deltas, *, weights, density, epsilon, lambda_, normalize, rescale, seed, indexes=None):
+                uses_context=True, reference="https://arxiv.org/abs/2406.11617")
+def della_linear(base, deltas, *, weights, density, epsilon, lambda_, normalize, rescale, seed, context=None):
     """DELLA MagPrune without sign consensus, weighted sum."""
-    return _della(base, deltas, weights, density, epsilon, lambda_, normalize, rescale, seed, indexes, consensus=None)
+    return _della(base, deltas, weights, density, epsilon, lambda_, normalize, rescale, seed, context, consensus=None)

@@ -8,7 +8,8 @@ import torch
 
 import operators
 from operators import registry
-from operators.sparsify import MagnitudeIndex, magnitude_band, magnitude_topk
+from operators.sparsify import MagnitudeIndex, magnitude_band, magnitude_topk, random_drop, ranked_random_drop
+from operators.task_arithmetic import generalized_task_arithmetic, sparsified
 from uniguard.errors import UserError
 
 SEEDED = ["dare_linear", "dare_ties", "della", "della_linear"]
@@ -51,23 +52,28 @@ def test_ties_trims_elects_and_averages_agreeing_entries():
 
 def test_breadcrumbs_keeps_a_magnitude_band():
     delta = torch.arange(1.0, 11.0)  # magnitudes 1..10
-    kept = magnitude_band(delta, density=0.5, gamma=0.1)  # drop the top 10% (10) and the bottom 40%
+    kept = sparsified(delta, magnitude_band(MagnitudeIndex.build(delta), density=0.5, gamma=0.1))
+    # drop the top 10% (10) and the bottom 40%
     assert kept.nonzero().flatten().tolist() == [4, 5, 6, 7, 8]
 
 
 def test_magnitude_topk_keeps_exactly_the_density_fraction():
     delta = torch.randn(1000, generator=torch.Generator().manual_seed(1))
+    index = MagnitudeIndex.build(delta)
     for density in (0.01, 0.2, 0.5, 0.731):
-        kept = magnitude_topk(delta, density)
+        kept = sparsified(delta, magnitude_topk(index, density))
         assert int((kept != 0).sum()) == int(density * 1000)
         assert kept.abs().max() == delta.abs().max()
 
 
-def test_magnitude_index_is_built_once_and_reused():
-    delta = torch.randn(50, 40, generator=torch.Generator().manual_seed(2))
+def test_large_tensor_index_resolves_densities_to_table_steps():
+    delta = torch.randn(300, 200, generator=torch.Generator().manual_seed(2))  # 60k entries: table mode
     index = MagnitudeIndex.build(delta)
-    for density in (0.1, 0.5, 0.9):
-        assert torch.equal(magnitude_topk(delta, density, index), magnitude_topk(delta, density))
+    assert len(index.table) == 1000
+    for density in (0.1, 0.5, 0.9):  # three decimals: exact counts
+        assert int((sparsified(delta, magnitude_topk(index, density)) != 0).sum()) == int(density * delta.numel())
+    kept = int((sparsified(delta, magnitude_topk(index, 0.12345)) != 0).sum())
+    assert int(0.123 * 60000) <= kept <= int(0.12345 * 60000)
 
 
 def test_slerp_endpoints_and_norm_preserving_midpoint():
@@ -115,7 +121,7 @@ def test_density_one_disables_sparsification(name):
     out = op(base, cands, weights=[0.5, 0.3, 0.2], density=1.0)
     consensus = "ties" in name or name == "della"
     normalize = op.param("normalize").default
-    reference = operators.task_arithmetic.generalized_task_arithmetic(
+    reference = generalized_task_arithmetic(
         base, [c - base for c in cands], [0.5, 0.3, 0.2], consensus="sum" if consensus else None, normalize=normalize
     )
     assert torch.allclose(out, reference, atol=1e-6)
@@ -146,11 +152,16 @@ def test_dare_rescale_preserves_the_task_vector_in_expectation():
 
 def test_della_keep_probability_rises_with_magnitude_rank():
     delta = torch.arange(1.0, 1001.0).reshape(1, -1)
-    kept = torch.stack([
-        operators.sparsify.ranked_random_drop(delta, 0.5, 0.4, torch.Generator().manual_seed(s), rescale=False) != 0
-        for s in range(50)
-    ]).float().mean(0)[0]
+    rule = ranked_random_drop(0.5, 0.4)
+    kept = torch.stack([sparsified(delta, rule, rescale=False, seed=s) != 0 for s in range(50)]).float().mean(0)[0]
     assert kept[:100].mean() < 0.2 and kept[-100:].mean() > 0.8 and abs(kept.mean() - 0.5) < 0.05
+
+
+def test_dare_drop_is_bernoulli_with_rescale():
+    delta = torch.ones(100_000)
+    out = sparsified(delta, random_drop(0.3), seed=3)
+    assert abs(float((out != 0).float().mean()) - 0.3) < 0.01
+    assert torch.allclose(out[out != 0], torch.full_like(out[out != 0], 1 / 0.3))
 
 
 def test_unknown_operator_and_bad_parameters_are_user_errors():
