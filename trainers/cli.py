@@ -279,8 +279,77 @@ def devset_hub(
     typer.echo(f"wrote {len(rows)} rows to {out}")
 
 
+baseline_app = typer.Typer(help="Baselines evaluated like guards: TF-IDF + logistic regression, zero-shot LLM judge.", no_args_is_help=True)
+
+
+def _eval_files(data: List[Path], eval_files: List[Path]) -> List[Path]:
+    files = list(eval_files) or [d / "test.jsonl" for d in data]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise UserError(f"{', '.join(missing)}: not found; pass labelled JSON Lines files with --eval")
+    return files
+
+
+def _report_baseline(scorer, files: List[Path], name: str, as_json: bool, limit: Optional[int], seed: int) -> None:
+    import random
+
+    from trainers.data import load_rows, policy_names, resolve_policies
+    from trainers.evaluate import evaluate
+
+    results = {}
+    for path in files:
+        examples = load_rows(path)
+        if limit is not None and len(examples) > limit:
+            # a stratified-by-nothing but seeded subsample: the judge is slow on CPU
+            examples = random.Random(seed).sample(examples, limit)
+        report = evaluate(scorer, examples, resolve_policies(policy_names(examples)))
+        results[str(path)] = {**report["macro"], **report}
+    if as_json:
+        _print_json({"baseline": name, "results": results})
+        return
+    for path, report in results.items():
+        print_metrics_table(report, f"{name} on {path}")
+
+
+@baseline_app.command("tfidf")
+def baseline_tfidf(
+    data: List[Path] = typer.Option(..., "--data", help=_DATA_HELP + " Trains on train.jsonl, calibrates on validation.jsonl."),
+    eval_files: List[Path] = typer.Option([], "--eval", help="Labelled files to evaluate on (default: each DATA/test.jsonl)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """TF-IDF (word + char n-grams) + logistic regression per policy, trained on the same synthetic data."""
+    from trainers.baselines import TfidfBaseline
+    from trainers.data import load_splits
+
+    splits = load_splits(data)
+    scorer = TfidfBaseline().fit(splits["train"], splits["validation"])
+    _report_baseline(scorer, _eval_files(data, eval_files), "tfidf", as_json, None, 0)
+
+
+@baseline_app.command("judge")
+def baseline_judge(
+    eval_files: List[Path] = typer.Option(..., "--eval", help="Labelled files to evaluate on."),
+    model: Optional[str] = typer.Option(None, "--model", help="Causal LM directory (default: offline SmolLM2-135M-Instruct)."),
+    calibrate_on: Optional[Path] = typer.Option(None, "--calibrate-on", help="Data directory whose validation.jsonl sets thresholds (default: 0.5)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate a seeded random subset of at most this many rows per file."),
+    seed: int = typer.Option(0, help="Seed of the --limit subsample."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Zero-shot LLM judge: P(Yes) that the text violates the policy, from the offline SmolLM2."""
+    from trainers.baselines import LLMJudge
+    from trainers.data import load_split, policy_names, resolve_policies
+
+    _quiet_transformers()
+    judge = LLMJudge(model=model)
+    if calibrate_on is not None:
+        validation = load_split(calibrate_on, "validation")
+        judge.calibrate(validation, resolve_policies(policy_names(validation)))
+    _report_baseline(judge, _eval_files([], eval_files), "llm-judge", as_json, limit, seed)
+
+
 def register(app: typer.Typer) -> None:
     app.command("classify")(classify)
     app.command("eval")(eval_command)
     app.add_typer(train_app, name="train")
     app.add_typer(devset_app, name="devset")
+    app.add_typer(baseline_app, name="baseline")
