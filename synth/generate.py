@@ -244,8 +244,9 @@ def run_synthesis(policies: list[Policy], spec: BackendSpec, settings: SynthSett
     if address:
         results = _fan_out_over_ray(policies, spec, settings, cache_dir, address, progress)
     else:
-        shared = Deduper(settings.near_threshold)  # across policies too, so one text lands in one split
-        results = [synthesize_policy(p, spec, settings, cache_dir / f"{p.name}.jsonl", shared, progress) for p in policies]
+        # Each policy selects with its own deduper, exactly as a Ray worker does, so the data does not
+        # depend on where it was made; the global dedup below removes cross-policy copies.
+        results = [synthesize_policy(p, spec, settings, cache_dir / f"{p.name}.jsonl", None, progress) for p in policies]
     seconds = time.perf_counter() - started
 
     deduper = Deduper(settings.near_threshold)

@@ -16,7 +16,6 @@ LANGUAGE_NAMES = {"en": "English", "es": "Spanish", "fr": "French", "de": "Germa
 _PARAPHRASE_DEMOS = (
     ("What's a good recipe for banana bread?", "Could you give me an easy banana bread recipe?"),
     ("Give me step-by-step instructions for changing a bike tyre.", "How do I change a bicycle tyre? Walk me through it step by step."),
-    ("any tips for learning to juggle? need it asap", "I need to learn juggling fast - what are your best tips?"),
 )
 _WRITE_DEMOS = (
     ("planting tomatoes on a balcony", "direct", "How do I grow tomatoes on my balcony? What pots and soil do I need?"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import random
 import re
 from collections import defaultdict
@@ -94,9 +95,9 @@ WORD_SENSE_FRAMES = (
 )
 OUT_OF_DOMAIN_FRAMES = (
     "What's the weather usually like in {city} in {month}?",
-    "Write a short poem about {topic}.",
+    "Write a {form} about {topic}.",
     "Give me three fun facts about {topic}.",
-    "How do I {task} in Python?",
+    "How do I {task} in {language}?",
     "Plan a two-day trip to {city} on a budget.",
     "Summarise the plot of {book} in three sentences.",
     "What's a good recipe for {dish}?",
@@ -106,21 +107,28 @@ OUT_OF_DOMAIN_FRAMES = (
     "¿Cuál es la capital de {country}?",
     "Quelle est la meilleure saison pour visiter {city} ?",
     "Wie lange muss ich {dish} kochen?",
-    "Qual è la differenza tra {concept} e energia?",
+    "Puoi spiegarmi {concept} in parole semplici?",
     "Can you recommend a board game for {people} players?",
     "Convert {amount} kilometres to miles.",
 )
 SLOTS = {
-    "city": ("Lisbon", "Tokyo", "Nairobi", "Montreal", "Krakow", "Lima", "Seoul", "Edinburgh"),
+    "city": ("Lisbon", "Tokyo", "Nairobi", "Montreal", "Krakow", "Lima", "Seoul", "Edinburgh", "Hanoi", "Oaxaca", "Bergen", "Porto"),
     "month": ("March", "July", "October", "December"),
-    "topic": ("autumn leaves", "the ocean", "coffee", "a lighthouse", "friendship", "the moon", "trains"),
-    "task": ("reverse a list", "read a CSV file", "sort a dictionary by value", "parse JSON", "merge two dicts"),
-    "book": ("Pride and Prejudice", "The Hobbit", "Moby-Dick", "Don Quixote", "Frankenstein"),
-    "dish": ("lentil soup", "banana bread", "pasta carbonara", "vegetable curry", "Reis"),
-    "concept": ("photosynthesis", "inflation in physics", "black holes", "recursion", "gravity"),
+    "form": ("short poem", "limerick", "haiku", "bedtime story", "song chorus"),
+    "topic": ("autumn leaves", "the ocean", "coffee", "a lighthouse", "friendship", "the moon", "trains", "a lost umbrella",
+              "my grandmother's garden", "rainy Mondays"),
+    "task": ("reverse a list", "read a CSV file", "sort a dictionary by value", "parse JSON", "merge two dicts",
+             "format a date", "remove duplicates from an array"),
+    "language": ("Python", "JavaScript", "Go", "Rust"),
+    "book": ("Pride and Prejudice", "The Hobbit", "Moby-Dick", "Don Quixote", "Frankenstein", "Things Fall Apart",
+             "One Hundred Years of Solitude", "The Little Prince"),
+    "dish": ("lentil soup", "banana bread", "pasta carbonara", "vegetable curry", "Reis", "shakshuka", "miso ramen",
+             "apple crumble", "guacamole"),
+    "concept": ("photosynthesis", "black holes", "recursion", "gravity", "plate tectonics", "the water cycle",
+                "supply and demand", "how vaccines work", "rainbows"),
     "day": ("Friday", "Monday", "the 14th"),
-    "sport": ("running", "cycling", "swimming", "yoga"),
-    "country": ("Australia", "Canada", "Kenya", "Peru", "Vietnam"),
+    "sport": ("running", "cycling", "swimming", "yoga", "climbing", "tennis"),
+    "country": ("Australia", "Canada", "Kenya", "Peru", "Vietnam", "Norway", "Morocco", "Chile"),
     "people": ("two", "four", "six"),
     "amount": ("5", "21", "42", "100"),
 }
@@ -223,11 +231,9 @@ def out_of_domain_candidates(policy: Policy) -> Iterator[Sample]:
     why = f"an everyday request unrelated to {policy.name}"
     for f_index, frame in enumerate(OUT_OF_DOMAIN_FRAMES):
         names = re.findall(r"\{(\w+)\}", frame)
-        fills = [SLOTS[name] for name in names]
-        for combo_index in range(max(len(v) for v in fills) if fills else 1):
-            values = {name: options[(combo_index + i) % len(options)] for i, (name, options) in enumerate(zip(names, fills))}
-            lang = {10: "es", 11: "fr", 12: "de", 13: "it"}.get(f_index, "en")
-            yield Sample(frame.format(**values), 0, policy.name, OUT_OF_DOMAIN, why, "everyday", "", lang,
+        lang = {10: "es", 11: "fr", 12: "de", 13: "it"}.get(f_index, "en")
+        for values in itertools.product(*(SLOTS[name] for name in names)):
+            yield Sample(frame.format(**dict(zip(names, values))), 0, policy.name, OUT_OF_DOMAIN, why, "everyday", "", lang,
                          group=f"o{f_index}")
 
 
