@@ -170,6 +170,12 @@ def test_malformed_bodies_get_422_and_the_server_lives(client, body, fragment):
     assert client.get("/healthz").status_code == 200
 
 
+def test_undecodable_body_gets_400_in_the_same_error_shape(client):
+    response = client.post("/v1/check", content=b"\xc3\x28{\x93}", headers={"content-type": "application/json"})
+    assert response.status_code == 400 and "UTF-8" in response.json()["message"]
+    assert client.get("/healthz").status_code == 200
+
+
 def test_inline_policy_too_long_for_the_model_is_refused(client):
     policy = dict(INLINE_POLICY, description="The assistant must not discuss cats. " * 60)
     response = client.post("/v1/check", json={"texts": ["hi"], "policies": [policy]})

@@ -28,6 +28,7 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from synth.policy import Policy, builtin_policy_names, load_policies, load_policy
@@ -364,7 +365,7 @@ def create_app(guard: Guard, settings: ServeSettings) -> FastAPI:
         summary="Check texts against guardrail policies with a small encoder guard.",
         version=_version(),
         lifespan=lifespan,
-        responses={413: {"model": ErrorBody}, 422: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+        responses={400: {"model": ErrorBody}, 413: {"model": ErrorBody}, 422: {"model": ErrorBody}, 503: {"model": ErrorBody}},
     )
     app.state.service = service
 
@@ -382,6 +383,12 @@ def create_app(guard: Guard, settings: ServeSettings) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         return _error(422, "invalid_request", _describe_validation_errors(exc.errors()))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI answers 400 for a body it cannot decode at all (e.g. not UTF-8); keep one error shape
+        message = "the body could not be decoded; send UTF-8 JSON" if exc.status_code == 400 else str(exc.detail)
+        return _error(exc.status_code, "bad_request" if exc.status_code == 400 else "http_error", message)
 
     @app.exception_handler(RequestError)
     async def bad_request(_: Request, exc: RequestError) -> JSONResponse:
