@@ -17,7 +17,7 @@ from synth.policy import Policy, builtin_policy_names, load_policy
 from synth.reflection import reflect
 from synth.samples import DEFAULT_KIND_SHARES, KINDS, UNSAFE, Sample
 from synth.splits import parse_fractions, stratified_split
-from synth.templates import first_person, template_samples
+from synth.templates import first_person, template_samples, variants
 from uniguard.errors import UserError
 from uniguard.io import read_jsonl
 
@@ -100,6 +100,13 @@ def test_user_policy_with_noun_phrase_behaviours_gets_grammatical_frames(tmp_pat
     assert not any("go about the ending" in s.text or "way of the ending" in s.text for s in samples)
     assert any(s.label == 1 for s in samples) and any(s.label == 0 for s in samples)
     assert first_person("investing one's own savings") == "investing my own savings"
+
+
+def test_verb_lists_become_one_request_per_verb():
+    assert variants("hurting, poisoning or killing a specific person") == [
+        "hurting, poisoning or killing a specific person", "hurting a specific person", "poisoning a specific person",
+        "killing a specific person"]
+    assert variants("making bombs, explosives or incendiary devices") == ["making bombs, explosives or incendiary devices"]
 
 
 def test_shortfall_is_reported_not_padded_with_safe_samples():
