@@ -1,0 +1,181 @@
+"""Merge benchmark: TIES at density 0.5 over the offline MiniLM classifier family (base + 3).
+
+Prints, from one run on this machine:
+  * uniguard per-recipe merge in memory (pool loaded and indexed once, as the search uses it);
+  * uniguard whole process (`uniguard merge CONFIG --out DIR`) and mergekit whole process
+    (`mergekit-yaml CONFIG DIR`) on the same YAML;
+  * the memory-bandwidth bound: the bytes a merge must move (read base + 3 task vectors, write
+    the result) at the copy bandwidth numpy reaches here;
+  * peak memory of the in-memory merge against the inputs' size.
+Goals (DESIGN.md / issue 2): in-memory merge <= 2x the bound, >= 50x faster than mergekit per recipe,
+peak memory <= 2x the inputs.
+
+    python -m experiments.bench_merge [--work DIR] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+
+def build_family(work: Path) -> tuple[Path, list[Path]]:
+    """MiniLM as a 2-label classifier (base) and 3 candidates = base + seeded task vectors.
+    Merge cost does not depend on how candidates were trained, only on their size."""
+    from transformers import AutoModelForSequenceClassification
+
+    from experiments.smoke_pool import perturbed, save_tiny_guard
+    from uniguard.assets import default_base_model_dir
+
+    base_dir, candidates = work / "base", [work / f"guard_{i}" for i in range(3)]
+    if all((d / "model.safetensors").is_file() for d in [base_dir, *candidates]):
+        return base_dir, candidates
+    import torch
+
+    torch.manual_seed(0)
+    base = AutoModelForSequenceClassification.from_pretrained(default_base_model_dir(), num_labels=2).eval()
+    save_tiny_guard(base, base_dir)
+    for i, d in enumerate(candidates):
+        save_tiny_guard(perturbed(base, seed=i + 1, scale=0.01), d)
+    return base_dir, candidates
+
+
+def write_config(work: Path, base: Path, candidates: list[Path]) -> Path:
+    config = {
+        "merge_method": "ties",
+        "base_model": str(base),
+        "models": [{"model": str(c), "parameters": {"weight": 1.0, "density": 0.5}} for c in candidates],
+        "parameters": {"normalize": True},
+        "dtype": "float32",
+    }
+    path = work / "ties.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def in_memory(base: Path, candidates: list[Path], repeats: int) -> dict:
+    """Runs in a fresh process so its peak RSS is the merge's own."""
+    import torch
+
+    import operators.kernels  # noqa: F401  (numba import counted in the baseline)
+    from engine import Recipe
+    from engine.merge import merge_state_dict
+    from engine.pool import ModelPool
+
+    rss_before = _current_rss()  # interpreter + torch + numba, before any model is read
+    start = time.perf_counter()
+    pool = ModelPool.load(base, candidates)
+    loaded = time.perf_counter()
+    rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    first = merge_state_dict(pool, Recipe(operator="ties", weights=[1, 1, 1], density=0.5))  # builds the indexes
+    indexed = time.perf_counter()
+    del first
+    tensor_bytes = sum(t.numel() * 4 for t in pool.base.values())
+    bytes_moved = tensor_bytes * (pool.num_candidates + 2)  # read base + task vectors, write the result
+    times, bounds = [], []
+    for r in range(repeats):  # different recipes each time: nothing is cached between them
+        recipe = Recipe(operator="ties", weights=[1.0, 0.8 + 0.1 * r, 0.6], density=0.5 - 0.01 * r)
+        t0 = time.perf_counter()
+        state = merge_state_dict(pool, recipe)
+        times.append(time.perf_counter() - t0)
+        del state
+        # interleaved with the merges, so machine load affects both alike
+        bounds.append(bytes_moved / copy_bandwidth(repeats=1))
+    return {
+        "load_s": loaded - start,
+        "first_merge_with_index_build_s": indexed - loaded,
+        "merge_s": statistics.median(times),
+        "merge_times_s": times,
+        "bound_s": statistics.median(bounds),
+        "bytes_moved": bytes_moved,
+        "model_bytes": tensor_bytes,
+        "rss_before_load_bytes": rss_before,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "rss_after_load_bytes": rss_loaded,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _current_rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def copy_bandwidth(nbytes: int = 256 << 20, repeats: int = 5) -> float:
+    src = np.ones(nbytes // 4, dtype=np.float32)
+    dst = np.empty_like(src)
+    best = min(_timed(lambda: np.copyto(dst, src)) for _ in range(repeats))
+    return 2 * nbytes / best  # bytes read + bytes written per second
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def whole_process(cmd: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "uniguard-bench-merge")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    base, candidates = build_family(args.work)
+    if args.child:
+        print(json.dumps(in_memory(base, candidates, args.repeats)))
+        return
+
+    config = write_config(args.work, base, candidates)
+    child = subprocess.run([sys.executable, "-m", "experiments.bench_merge", "--work", str(args.work), "--repeats",
+                            str(args.repeats), "--child"], check=True, capture_output=True, text=True)
+    mem = json.loads(child.stdout.strip().splitlines()[-1])
+    bin_dir = Path(sys.executable).parent
+    ours_process = whole_process([str(bin_dir / "uniguard"), "merge", str(config), "--out", str(args.work / "out_uniguard")])
+    mergekit_process = whole_process([str(bin_dir / "mergekit-yaml"), str(config), str(args.work / "out_mergekit")])
+    bound, bytes_moved = mem["bound_s"], mem["bytes_moved"]
+    inputs_bytes = mem["model_bytes"] * (1 + len(candidates))
+
+    rows = [
+        ("uniguard in-memory merge (per recipe)", mem["merge_s"]),
+        ("  first merge incl. one-time magnitude index", mem["first_merge_with_index_build_s"]),
+        ("  pool load (once)", mem["load_s"]),
+        ("uniguard whole process (uniguard merge)", ours_process),
+        ("mergekit whole process (mergekit-yaml)", mergekit_process),
+        ("bandwidth bound (bytes moved at numpy copy rate)", bound),
+    ]
+    print(f"TIES density 0.5, MiniLM-L6 classifier family: base + {len(candidates)} candidates, "
+          f"{mem['model_bytes'] / 1e6:.1f} MB each (float32), torch threads {mem['threads']}")
+    for label, seconds in rows:
+        print(f"  {label:<48} {seconds * 1000:9.1f} ms")
+    print(f"  copy bandwidth {bytes_moved / bound / 1e9:.2f} GB/s; bytes a merge moves {bytes_moved / 1e6:.0f} MB")
+    print("ratios:")
+    print(f"  in-memory merge / bandwidth bound         {mem['merge_s'] / bound:7.2f}x   (goal <= 2)")
+    print(f"  mergekit process / uniguard per recipe    {mergekit_process / mem['merge_s']:7.1f}x   (goal >= 50)")
+    print(f"  mergekit process / uniguard process       {mergekit_process / ours_process:7.2f}x")
+    merge_memory = mem["peak_rss_bytes"] - mem["rss_before_load_bytes"]
+    print(f"  merge peak memory / inputs' size          {merge_memory / inputs_bytes:7.2f}x   (goal <= 2; "
+          f"{merge_memory / 1e6:.0f} MB over the {mem['rss_before_load_bytes'] / 1e6:.0f} MB of a process with "
+          f"torch loaded; inputs {inputs_bytes / 1e6:.0f} MB)")
+
+
+if __name__ == "__main__":
+    main()
