@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
 import sys
 from pathlib import Path
 
@@ -130,7 +129,7 @@ def test_dedup_index_finds_the_same_duplicates_as_brute_force():
     rng = random.Random(0)
     vocabulary = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
     texts = []
-    for _ in range(300):
+    for _ in range(200):
         if texts and rng.random() < 0.4:  # mutate an earlier text slightly
             words = rng.choice(texts).split()
             words[rng.randrange(len(words))] = rng.choice(vocabulary)
@@ -213,15 +212,30 @@ def test_answer_cache_survives_a_torn_last_line(tmp_path):
     assert AnswerCache(path).get("c") == "three"
 
 
-def test_cli_writes_the_files_and_reports_user_errors_without_traceback(tmp_path):
+def _run_cli(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
+    from uniguard.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["uniguard", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_writes_the_files_and_reports_user_errors_without_traceback(tmp_path, monkeypatch, capsys):
     out = tmp_path / "data"
-    cmd = [sys.executable, "-m", "uniguard", "synth", "--policy", "no_tax_advice", "--policy", str(REPO / "synth/policies/self_harm.yaml"),
-           "--backend", "template", "--n", "60", "--seed", "2", "--out", str(out), "--json"]
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+    args = ["synth", "--policy", "no_tax_advice", "--policy", str(REPO / "synth/policies/self_harm.yaml"),
+            "--backend", "template", "--n", "60", "--seed", "2", "--out", str(out), "--json"]
+    code, stdout, stderr = _run_cli(args, monkeypatch, capsys)
+    assert code == 0, stderr
+    report = json.loads(stdout)
     assert report["settings"]["policies"] == ["no_tax_advice", "self_harm"]
     assert all((out / f"{n}.jsonl").is_file() for n in ("train", "validation", "test")) and (out / "report.json").is_file()
 
-    bad = subprocess.run(cmd[:-1] + ["--json", "--backend", "gpt"], capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert bad.returncode == 2 and "--backend 'gpt'" in bad.stderr and "Traceback" not in bad.stderr
+    code, _, stderr = _run_cli(args + ["--backend", "gpt"], monkeypatch, capsys)
+    assert code == 2 and "--backend 'gpt'" in stderr and "Traceback" not in stderr
+    code, _, stderr = _run_cli(args[:-1] + ["--split", "0.5,0.5"], monkeypatch, capsys)
+    assert code == 2 and "--split" in stderr
