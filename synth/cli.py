@@ -87,13 +87,17 @@ def _print_summary(report: dict, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from synth.samples import KINDS
+
     table = Table(title=f"synthetic data in {out}")
-    for column in ("split", "policy", "n", "unsafe", "safe", "kinds"):
-        table.add_column(column)
+    short = {"borderline": "lookalike", "in_domain": "in-dom", "out_of_domain": "other"}
+    for column in ("split", "policy", "n", "unsafe", "safe", *KINDS[1:]):
+        table.add_column(short.get(column, column), justify="left" if column in ("split", "policy") else "right",
+                         overflow="fold")
     for split, counts in report["splits"].items():
         for policy, c in counts["per_policy"].items():
-            kinds = ", ".join(f"{k}={v}" for k, v in c["kind"].items())
-            table.add_row(split, policy, str(c["n"]), str(c["label"].get("1", 0)), str(c["label"].get("0", 0)), kinds)
+            table.add_row(split, policy, str(c["n"]), str(c["label"].get("1", 0)), str(c["label"].get("0", 0)),
+                          *(str(c["kind"].get(kind, 0)) for kind in KINDS[1:]))
     console = Console()
     console.print(table)
     d = report["diversity"]
