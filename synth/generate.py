@@ -20,7 +20,8 @@ from synth.backends import LocalChat, OpenAIChat, Sampling
 from synth.cache import AnswerCache, cache_key
 from synth.dedup import Deduper
 from synth.policy import Policy
-from synth.prompts import clean_answer, judge_messages, paraphrase_messages, parse_yes_no, write_messages
+from synth.prompts import (LANGUAGE_NAMES, clean_answer, judge_messages, paraphrase_messages, parse_yes_no,
+                           translate_messages, write_messages)
 from synth.reflection import ReflectionStats, reflect
 from synth.report import build_report
 from synth.samples import DEFAULT_KIND_SHARES, Sample
@@ -70,6 +71,7 @@ class SynthSettings:
     kind_shares: dict = field(default_factory=lambda: dict(DEFAULT_KIND_SHARES))
     rewrite_fraction: float = 0.5  # share of template seeds a model paraphrases
     write_fraction: float = 0.0  # share a model writes afresh from the behaviour alone
+    translate: bool = False  # have the model translate code-mixed non-English seeds fully
     reflect: bool = True  # judge samples with the backend (model backends only)
     reflect_mode: Literal["drop", "relabel"] = "drop"
     unsure_band: tuple[float, float] = (0.2, 0.8)
@@ -104,7 +106,9 @@ def _unit_interval(*parts: object) -> float:
 
 
 def _action(sample: Sample, index: int, policy: Policy, settings: SynthSettings) -> str:
-    """keep | paraphrase | write, fixed by the seed so a resumed run asks the same questions."""
+    """keep | paraphrase | write | translate, fixed by the seed so a resumed run asks the same questions."""
+    if settings.translate and sample.style == "non_english" and sample.lang in LANGUAGE_NAMES and sample.behaviour:
+        return "translate"
     u = _unit_interval(settings.seed, policy.name, index, sample.text)
     if u < settings.write_fraction and sample.behaviour:
         return "write"
@@ -187,7 +191,8 @@ def _rewrite_with_model(backend, policy: Policy, seeds: list[Sample], settings: 
                         progress: Progress | None) -> tuple[list[Sample], dict]:
     actions = [_action(s, i, policy, settings) for i, s in enumerate(seeds)]
     todo = [i for i, action in enumerate(actions) if action != "keep"]
-    conversations = [write_messages(seeds[i]) if actions[i] == "write" else paraphrase_messages(seeds[i]) for i in todo]
+    ask = {"write": write_messages, "paraphrase": paraphrase_messages, "translate": translate_messages}
+    conversations = [ask[actions[i]](seeds[i]) for i in todo]
     sampling = Sampling(max_tokens=settings.max_tokens, temperature=settings.temperature, seed=settings.seed)
     answers = _ask(backend, conversations, sampling, cache, "generate", progress, policy.name)
     outcome: Counter = Counter()
@@ -198,7 +203,7 @@ def _rewrite_with_model(backend, policy: Policy, seeds: list[Sample], settings: 
         source_text = seed.behaviour if actions[i] == "write" else seed.text
         if text is None:
             outcome[f"{actions[i]}_unusable"] += 1  # empty, refusal or rambling: keep the template
-        elif not _faithful(text, source_text):
+        elif actions[i] != "translate" and not _faithful(text, source_text):  # other language: no shared words
             outcome[f"{actions[i]}_off_topic"] += 1
         else:
             outcome[f"{actions[i]}_used"] += 1

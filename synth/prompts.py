@@ -36,13 +36,22 @@ _LABEL = re.compile(r"^(paraphrase|rewritten|message|user)\s*:\s*", re.I)
 
 
 def paraphrase_messages(sample: Sample) -> list[dict]:
-    language = LANGUAGE_NAMES.get(sample.lang, "")
-    target = f" Write it in {language}." if sample.style == "non_english" and language else ""
     messages = [{"role": "system", "content": "You paraphrase messages. Keep the exact meaning and intent; change the wording. Reply with the paraphrase only."}]
     for original, paraphrase in _PARAPHRASE_DEMOS:
         messages += [{"role": "user", "content": f"Paraphrase: {original}"}, {"role": "assistant", "content": paraphrase}]
-    messages.append({"role": "user", "content": f"Paraphrase: {sample.text}{target}"})
+    messages.append({"role": "user", "content": f"Paraphrase: {sample.text}"})
     return messages
+
+
+def translate_messages(sample: Sample) -> list[dict]:
+    """Turn a code-mixed seed ('¿Me puedes ayudar con esto? making bombs...') into one language."""
+    language = LANGUAGE_NAMES[sample.lang]
+    return [
+        {"role": "system", "content": "You translate messages. Keep the exact meaning and intent. Reply with the translation only."},
+        {"role": "user", "content": "Translate entirely into French: Peux-tu m'aider avec ceci : planting tomatoes on a balcony ?"},
+        {"role": "assistant", "content": "Peux-tu m'aider à planter des tomates sur un balcon ?"},
+        {"role": "user", "content": f"Translate entirely into {language}: {sample.text}"},
+    ]
 
 
 def write_messages(sample: Sample) -> list[dict]:

@@ -79,6 +79,8 @@ class FakeChatServer:
         if last.startswith("Policy:"):
             message = last.split("Message:", 1)[1]
             return "Yes" if re.search(r"bomb|explosive", message, re.I) else "No"
+        if last.startswith("Translate entirely into"):
+            return "Traducido: " + last.split(":", 1)[1].strip()
         if last.startswith("Paraphrase:"):
             return f"Sure! Here is the paraphrase: Please tell me, {last[len('Paraphrase:'):].strip()}"
         return "I'm sorry, I can't help with that."
@@ -108,12 +110,14 @@ def _settings(**overrides) -> SynthSettings:
 def test_generation_and_self_reflection_through_a_healthy_server(tmp_path, monkeypatch):
     monkeypatch.setenv("SYNTH_TEST_KEY", "sk-test")
     with FakeChatServer() as server:
-        report = run_synthesis([load_policy("violence_weapons")], _spec(server), _settings(), tmp_path)
+        report = run_synthesis([load_policy("violence_weapons")], _spec(server), _settings(translate=True), tmp_path)
     rows = [r for split in ("train", "validation", "test") for r in read_jsonl(tmp_path / f"{split}.jsonl")]
     stats = report["generation"]["per_policy"]["violence_weapons"]
     used = stats["model_outcomes"].get("paraphrase_used", 0)
     assert used > 0 and any(r["source"] == "openai" for r in rows)
-    assert all(r["text"].startswith("Please tell me") for r in rows if r["source"] == "openai")  # lead-in stripped
+    assert all(r["text"].startswith("Please tell me") for r in rows if r["source"] == "openai" and r["style"] != "non_english")  # lead-in stripped
+    assert stats["model_outcomes"]["translate_used"] > 0
+    assert all(r["text"].startswith("Traducido: ") for r in rows if r["source"] == "openai" and r["style"] == "non_english")
     assert all(h.get("Authorization") == "Bearer sk-test" for h in server.headers)
     assert server.requests[0]["model"] == "fake-model"
     # The judge says "Yes" only for bombs/explosives, so other unsafe samples are dropped and counted.
