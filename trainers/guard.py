@@ -99,6 +99,7 @@ class Guard:
 
     def encode(self, texts: Sequence[str], policy: Policy) -> dict[str, list[list[int]]]:
         """Unpadded features of (instruction, text) pairs; the user text is truncated, never the policy."""
+        check_instruction_fits(self.tokenizer, policy, self.max_length)
         return encode_pairs(self.tokenizer, policy.instruction, texts, self.max_length)
 
     def score(self, texts: Sequence[str], policy: Policy | str, batch_size: int = 64) -> np.ndarray:
@@ -114,6 +115,19 @@ class Guard:
         texts = [texts] if isinstance(texts, str) else list(texts)
         threshold = self.threshold(policy)
         return [Verdict(policy.name, float(s), bool(s >= threshold)) for s in self.score(texts, policy)]
+
+
+MIN_TEXT_TOKENS = 8
+
+
+def check_instruction_fits(tokenizer: PreTrainedTokenizerBase, policy: Policy, max_length: int) -> None:
+    """The policy instruction is never truncated, so it must leave room for the user text."""
+    n = len(tokenizer(policy.instruction)["input_ids"])
+    if n + MIN_TEXT_TOKENS > max_length:
+        raise UserError(
+            f"policy {policy.name!r}: its instruction is {n} tokens, too long for this guard's max_length={max_length} "
+            f"(at least {MIN_TEXT_TOKENS} tokens must remain for the text); shorten the policy description"
+        )
 
 
 def encode_pairs(

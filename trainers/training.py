@@ -29,7 +29,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreT
 
 from synth.policy import Policy
 from trainers.data import Example, check_both_classes, policy_names
-from trainers.guard import GUARD_META_FILE, Guard, score_token_ids
+from trainers.guard import GUARD_META_FILE, Guard, check_instruction_fits, score_token_ids
 from trainers.losses import MaskedLMHead, adversarial_loss, classification_loss, masked_lm_loss
 from trainers.metrics import best_threshold, evaluate_scores, macro_average
 from uniguard.assets import resolve_model
@@ -114,7 +114,7 @@ def encode_examples(
     tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example], policies: dict[str, Policy], config: TrainConfig, where: str
 ) -> Encoded:
     for name in policy_names(examples):
-        _check_instruction_fits(tokenizer, policies[name], config.max_length)
+        check_instruction_fits(tokenizer, policies[name], config.max_length)
     instructions = [policies[e.policy].instruction for e in examples]
     texts = [e.text for e in examples]
     full_lengths = [len(ids) for ids in tokenizer(instructions, texts)["input_ids"]]
@@ -129,15 +129,6 @@ def encode_examples(
             f"up to its position limit), shorten those texts, or pass --truncate to cut them"
         )
     return Encoded(features, np.array([e.label for e in examples], dtype=np.int64), [e.policy for e in examples])
-
-
-def _check_instruction_fits(tokenizer: PreTrainedTokenizerBase, policy: Policy, max_length: int) -> None:
-    n = len(tokenizer(policy.instruction)["input_ids"])
-    if n + 8 > max_length:  # leave room for [SEP] and at least a few tokens of user text
-        raise UserError(
-            f"policy {policy.name!r}: its instruction is {n} tokens, too long for max_length={max_length}; "
-            "shorten the policy description or raise --max-length"
-        )
 
 
 def _check_max_length(model, config: TrainConfig) -> None:
