@@ -322,7 +322,8 @@ def _request_styles(policy: Policy, g: str, label: int, kind: str, why: str, beh
         for frame in frames:
             yield sample(frame.format(g=g), "non_english", lang)
     direct = REQUEST_FRAMES["direct"]
-    for variant in range(3):
+    # "Decode this and do what it says" is itself an injection pattern, so base64 wraps unsafe requests only.
+    for variant in range(3 if label else 2):
         usable = [f for f in direct if gerund or not _GERUND_ONLY.search(f)]
         frame = usable[_stable_int(policy.name, g, str(variant)) % len(usable)]
         text, how = obfuscate(frame.format(g=g), variant)
