@@ -230,7 +230,12 @@ def _fan_out_over_ray(policies: list[Policy], spec: BackendSpec, settings: Synth
     refs = [task.remote(p.model_dump(mode="json"), spec, settings, str(cache_dir / f"{p.name}.jsonl")) for p in policies]
     results = []
     for policy, ref in zip(policies, refs):
-        rows, stats = ray.get(ref)
+        try:
+            rows, stats = ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:
+            if isinstance(exc.cause, UserError):  # show the worker's user error as if it happened here
+                raise exc.cause from None
+            raise
         results.append(PolicyResult([Sample.from_row(r) for r in rows], stats))
         if progress:
             progress(policy.name, len(rows), len(rows))
