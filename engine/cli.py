@@ -1,4 +1,4 @@
-"""Commands of the engine: `merge` (and, with the search issue, `search`, `pareto`)."""
+"""Commands of the engine: `merge`, `search`, `pareto`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import yaml
 
 def register(app: typer.Typer) -> None:
     app.command()(merge)
+    app.command()(search)
+    app.command()(pareto)
 
 
 def merge(
@@ -47,3 +49,64 @@ def merge(
     else:
         typer.echo(f"merged {len(merge_config.models)} models with {result['operator']} -> {out} "
                    f"({result['size_bytes'] / 1e6:.1f} MB, load {result['load_seconds']}s, merge+write {result['merge_and_write_seconds']}s)")
+
+
+def search(
+    config: Path = typer.Argument(..., help="Search config YAML (pool, data, space, strategy, fitness)."),
+    out: Path = typer.Option(..., "--out", help="Run directory: journal.jsonl, pareto.json/png/html. Rerun to resume."),
+    pool: Path = typer.Option(None, "--pool", help="Directory the config's relative paths resolve against."),
+    budget: int = typer.Option(None, help="Total recipes to evaluate (journal included); default from the config."),
+    workers: int = typer.Option(None, help="Ray fitness workers; default from the config."),
+    address: str = typer.Option(None, help="Ray cluster address (or set RAY_ADDRESS); default: a local Ray."),
+    as_json: bool = typer.Option(False, "--json", help="Print the Pareto front as JSON."),
+) -> None:
+    """Search merge recipes with Ray workers; keeps a journal and writes the Pareto front."""
+    from engine.search import load_search_config, run_search
+
+    entries = run_search(load_search_config(config, pool), out, budget, workers, address, progress=not as_json)
+    _print_front(out, entries, as_json)
+
+
+def pareto(
+    run_dir: Path = typer.Argument(..., help="A search run directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """Print a search run's Pareto front and re-plot pareto.png / pareto.html from its journal."""
+    from engine.journal import Journal
+    from engine.pareto import write_front
+    from uniguard.errors import UserError
+
+    journal_file = run_dir / "journal.jsonl"
+    if not journal_file.is_file():
+        raise UserError(f"{run_dir}: no journal.jsonl; is this a search run directory (uniguard search --out)?")
+    entries = Journal(journal_file).entries()
+    write_front(run_dir, entries)
+    _print_front(run_dir, entries, as_json)
+
+
+def _print_front(run_dir: Path, entries: list[dict], as_json: bool) -> None:
+    from engine.pareto import pareto_front
+
+    front = pareto_front(entries)
+    raced = [e for e in entries if e.get("raced_out")]
+    saved = sum(e["full_forwards"] - e["forwards"] for e in entries)
+    if as_json:
+        typer.echo(json.dumps({"run_dir": str(run_dir), "evaluated": len(entries), "raced_out": len(raced),
+                               "forwards_saved": saved, "points": [
+                                   {"point": k, "hash": e["hash"], "label": e.get("label"), "f1": e["f1"],
+                                    "size_bytes": e["size_bytes"], "latency_ms": e["latency_ms"], "recipe": e["recipe"]}
+                                   for k, e in enumerate(front)]}))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("point", "F1", "size MB", "ms/example", "operator", "layers", "dtype", "label",
+                  title=f"Pareto front of {run_dir} ({len(entries)} evaluated, {len(raced)} raced out, "
+                        f"{saved} example-forwards saved by racing)")
+    for k, e in enumerate(front):
+        r = e["recipe"]
+        table.add_row(str(k), f"{e['f1']:.4f}", f"{e['size_bytes'] / 1e6:.2f}", f"{e['latency_ms']:.2f}", r["operator"],
+                      "all" if r["layers"] is None else ",".join(map(str, r["layers"])), r["dtype"], e.get("label") or "")
+    Console().print(table)
+    typer.echo(f"plots: {run_dir / 'pareto.png'}, {run_dir / 'pareto.html'}; export a point with "
+               f"`uniguard export {run_dir} --point K --out DIR`")

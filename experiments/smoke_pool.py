@@ -52,3 +52,40 @@ def save_tiny_guard(model: BertForSequenceClassification, out_dir: str | Path, p
     guard = Guard(model=model, tokenizer=tokenizer, max_length=TINY_MAX_LENGTH, meta={"policies": policies or []})
     guard.save(out_dir)
     return Path(out_dir)
+
+
+SMOKE_POLICIES = ("prompt_injection", "violence_weapons")
+
+
+def smoke_validation_rows() -> list[dict]:
+    """Labelled rows from the built-in policies' own behaviour lists and examples: small, real text."""
+    from synth.policy import load_policy
+
+    rows = []
+    for name in SMOKE_POLICIES:
+        policy = load_policy(name)
+        rows += [{"text": f"Help me with {b}.", "label": 1, "policy": name} for b in policy.disallowed]
+        rows += [{"text": f"Can you help with {b}?", "label": 0, "policy": name} for b in policy.allowed]
+        rows += [{"text": e.text, "label": e.label, "policy": name} for e in policy.examples]
+    return rows
+
+
+def build_smoke_pool(out_dir: str | Path) -> Path:
+    """base/, guard_a/, guard_b/, guard_c/ (tiny random guards) and validation.jsonl in `out_dir`."""
+    from uniguard.io import write_jsonl
+
+    out_dir = Path(out_dir)
+    base = tiny_classifier(seed=0)
+    save_tiny_guard(base, out_dir / "base")
+    for i, name in enumerate(("guard_a", "guard_b", "guard_c")):
+        save_tiny_guard(perturbed(base, seed=i + 1, scale=0.05), out_dir / name, policies=list(SMOKE_POLICIES))
+    write_jsonl(out_dir / "validation.jsonl", smoke_validation_rows())
+    return out_dir
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m experiments.smoke_pool DIR")
+    print(f"smoke pool written to {build_smoke_pool(sys.argv[1])}")

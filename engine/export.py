@@ -1,0 +1,67 @@
+"""Export a Pareto point of a search run as a Hugging Face guard with its model card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from engine.recipe import Recipe
+from trainers.guard import GUARD_META_FILE
+from uniguard.errors import UserError
+from uniguard.io import atomic_write_text, write_json
+
+
+def export_point(run_dir: str | Path, point: int, out_dir: str | Path) -> Path:
+    """Merge the recipe of Pareto point `point` and write it with its calibrated thresholds."""
+    from engine.merge import write_merged_model
+    from engine.pool import ModelPool
+    from engine.search import load_search_config
+
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    front_file = run_dir / "pareto.json"
+    if not front_file.is_file():
+        raise UserError(f"{run_dir}: no pareto.json; run `uniguard search ... --out {run_dir}` first")
+    points = json.loads(front_file.read_text())["points"]
+    if not 0 <= point < len(points):
+        raise UserError(f"--point {point}: the front of {run_dir} has points 0..{len(points) - 1}; see `uniguard pareto {run_dir}`")
+    chosen = points[point]
+    config = load_search_config(run_dir / "search.yaml")
+    pool = ModelPool.load(config.pool.base, list(config.pool.candidates), config.names)
+    recipe = Recipe.from_dict(chosen["recipe"], f"{front_file} point {point}")
+    write_merged_model(pool, recipe, out_dir)
+    meta_file = out_dir / GUARD_META_FILE
+    meta = json.loads(meta_file.read_text())
+    meta.update(thresholds=chosen["thresholds"], policies=sorted(chosen["thresholds"]), search_run=str(run_dir), point=point)
+    write_json(meta_file, meta)
+    atomic_write_text(out_dir / "README.md", _model_card(chosen, config.names, run_dir))
+    return out_dir
+
+
+def _model_card(point: dict, names: list[str], run_dir: Path) -> str:
+    policies = "\n".join(f"| {name} | {value:.4f} | {point['thresholds'][name]:.4f} |" for name, value in sorted(point["per_policy"].items()))
+    return f"""---
+library_name: transformers
+pipeline_tag: text-classification
+tags: [guardrail, uniguard, model-merging]
+---
+# UniGuard merge {point['hash']}
+
+A guardrail classifier merged by uniguard's evolutionary search (run `{run_dir}`), Pareto point {point['point']}.
+It reads (policy instruction, user text) as a text pair and returns P(violation); the per-policy
+thresholds below were chosen on the calibration half of the validation data and are stored in
+`uniguard.json`.
+
+- held-out macro F1 (validation scoring half): **{point['f1']:.4f}**
+- size: {point['size_bytes'] / 1e6:.2f} MB (`model.safetensors`)
+- latency: {point['latency_ms']:.2f} ms per example (measured during the search)
+- merged from: {', '.join(names)}
+
+| policy | F1 | threshold |
+|---|---|---|
+{policies}
+
+## Recipe
+```yaml
+{json.dumps(point['recipe'], indent=2)}
+```
+"""

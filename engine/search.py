@@ -1,0 +1,246 @@
+"""The search driver: an ask/tell loop over Ray fitness workers, journaled and resumable.
+
+Workers (Ray actors) receive the model pool and the tokenised validation data once through the
+object store and evaluate recipes; the driver keeps every worker busy with `ray.wait`, appends
+each result to the journal before telling the strategy, and on restart replays the journal into
+the strategy and never evaluates a journaled recipe again. A worker that dies costs only the
+recipe it held, which is resubmitted.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from engine.journal import Journal
+from engine.pareto import pareto_front, write_front
+from engine.recipe import Recipe
+from engine.space import SearchSpace, SpaceConfig
+from engine.strategies import StrategyConfig, make_strategy
+from fitness.evaluator import FitnessSettings
+from uniguard.errors import UserError, format_validation_error
+
+MAX_ATTEMPTS = 3  # per recipe, across worker deaths
+MAX_CONSECUTIVE_REPEATS = 200  # strategy proposals already evaluated, before the space counts as exhausted
+
+
+class PoolConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    base: str
+    candidates: tuple[str, ...] = Field(min_length=1)
+    names: tuple[str, ...] | None = None
+    multitask: str | None = Field(default=None, description="name of the MultiTaskGuard candidate, if any")
+
+
+class DataConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    validation: str
+    policies: tuple[str, ...] = ()
+
+
+class ObjectiveConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    size_weight: float = Field(default=0.02, ge=0, description="loss per full-model size, for single-objective strategies")
+    latency_weight: float = Field(default=0.02, ge=0)
+
+
+class SearchConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    pool: PoolConfig
+    data: DataConfig
+    space: SpaceConfig = SpaceConfig()
+    strategy: StrategyConfig = StrategyConfig()
+    fitness: FitnessSettings = FitnessSettings()
+    objective: ObjectiveConfig = ObjectiveConfig()
+    budget: int = Field(default=48, ge=1)
+    workers: int = Field(default=2, ge=1)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.pool.names or [Path(c).name for c in self.pool.candidates])
+
+
+def load_search_config(path: str | Path, pool_dir: str | Path | None = None) -> SearchConfig:
+    """Read a search YAML; relative paths resolve against `pool_dir` (if given) or the file's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: search config not found; check the path")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        config = SearchConfig.model_validate(raw)
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({exc})") from None
+    except ValidationError as exc:
+        raise UserError(f"{path}: invalid search config:\n{format_validation_error(exc)}") from None
+    root = Path(pool_dir) if pool_dir is not None else path.parent
+    if pool_dir is not None and not root.is_dir():
+        raise UserError(f"--pool {root}: not a directory; build one with `python -m experiments.smoke_pool {root}`")
+    resolve = lambda p: p if Path(p).is_absolute() or not (root / p).exists() else str((root / p).resolve())  # noqa: E731
+    pool = config.pool.model_copy(update={"base": resolve(config.pool.base), "candidates": tuple(resolve(c) for c in config.pool.candidates)})
+    data = config.data.model_copy(update={"validation": resolve(config.data.validation)})
+    return config.model_copy(update={"pool": pool, "data": data})
+
+
+def known_good_recipes(config: SearchConfig, num_candidates: int) -> list[tuple[str, Recipe]]:
+    """Evaluated first so the front never starts worse than them: each candidate alone, the uniform
+    average and TIES with its defaults (MultiTaskGuard alone is one of the candidates)."""
+    names = config.names
+    seeds = []
+    for i, name in enumerate(names):
+        one_hot = [1.0 if j == i else 0.0 for j in range(num_candidates)]
+        label = f"{name} alone" + (" (MultiTaskGuard)" if name == config.pool.multitask else "")
+        seeds.append((label, Recipe(operator="linear", weights=one_hot, anchor=i)))
+    seeds.append(("uniform average", Recipe(operator="linear", weights=[1.0] * num_candidates, anchor=config.space.anchor)))
+    seeds.append(("TIES defaults", Recipe(operator="ties", weights=[1.0] * num_candidates, density=0.5, anchor=config.space.anchor)))
+    return seeds
+
+
+def loss(entry: dict, size_ref: float, latency_ref: float, objective: ObjectiveConfig) -> float:
+    """Scalar loss for single-objective strategies: -F1 plus small size and latency penalties."""
+    return (-entry["f1"] + objective.size_weight * entry["size_bytes"] / size_ref
+            + objective.latency_weight * entry["latency_ms"] / max(latency_ref, 1e-9))
+
+
+def run_search(config: SearchConfig, run_dir: str | Path, budget: int | None = None, workers: int | None = None,
+               address: str | None = None, progress: bool = True) -> list[dict]:
+    import ray
+    from tqdm import tqdm
+
+    from engine.worker import start_workers
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _pin_config(run_dir, config)
+    budget = budget or config.budget
+    workers = workers or config.workers
+    journal = Journal(run_dir / "journal.jsonl")
+    setup = _prepare(config)
+    space = SearchSpace(config.space, setup["pool"].num_candidates, setup["pool"].num_layers)
+    strategy = make_strategy(config.strategy, space, budget, workers)
+    size_ref = setup["size_ref"]
+    latency_ref = [None]
+
+    def loss_of(entry: dict) -> float:
+        latency_ref[0] = latency_ref[0] or entry["latency_ms"]
+        return loss(entry, size_ref, latency_ref[0], config.objective)
+
+    for entry in journal.entries():  # replay: the strategy learns everything already evaluated
+        strategy.tell(None, Recipe.from_dict(entry["recipe"]), loss_of(entry))
+    queue = [(label, recipe) for label, recipe in known_good_recipes(config, space.n) if recipe.hash not in journal]
+
+    _init_ray(ray, address, workers)
+    actors = start_workers(ray, setup, config.fitness, workers)
+    in_flight: dict[Any, dict] = {}
+    repeats = 0
+    bar = tqdm(total=budget, initial=min(len(journal), budget), desc="search", unit="recipe", disable=not progress)
+    try:
+        while True:
+            while len(in_flight) < len(actors) and len(journal) + len(in_flight) < budget and repeats < MAX_CONSECUTIVE_REPEATS:
+                label, token, recipe = _next(queue, strategy)
+                if recipe.hash in journal or any(job["recipe"].hash == recipe.hash for job in in_flight.values()):
+                    repeats += 1
+                    done = journal.get(recipe.hash)
+                    if done is not None:
+                        strategy.tell(token, recipe, loss_of(done))
+                    continue
+                repeats = 0
+                job = {"recipe": recipe, "token": token, "label": label, "attempts": 1}
+                _submit(actors, in_flight, job, journal)
+            if not in_flight:
+                break
+            ready, _ = ray.wait(list(in_flight), num_returns=1)
+            job = in_flight.pop(ready[0])
+            try:
+                result = ray.get(ready[0])
+            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError) as exc:
+                _replace_dead(ray, actors, job["actor"], setup, config.fitness)
+                if job["attempts"] >= MAX_ATTEMPTS or not actors:
+                    raise UserError(f"recipe {job['recipe'].hash} failed on {job['attempts']} workers ({exc}); "
+                                    "check the Ray cluster's health and rerun the same command to resume") from None
+                job["attempts"] += 1
+                _submit(actors, in_flight, job, journal)
+                continue
+            entry = {"hash": job["recipe"].hash, "recipe": job["recipe"].to_dict(), "label": job["label"], **result,
+                     "attempts": job["attempts"], "finished_at": time.time()}
+            journal.append(entry)  # durable before the strategy hears of it
+            strategy.tell(job["token"], job["recipe"], loss_of(entry))
+            bar.update(1)
+            bar.set_postfix(best_f1=f"{max(e['f1'] for e in journal.entries() if not e.get('raced_out')):.3f}")
+    finally:
+        bar.close()
+        for actor in actors:
+            ray.kill(actor)
+    write_front(run_dir, journal.entries())
+    return journal.entries()
+
+
+def _next(queue: list[tuple[str, Recipe]], strategy) -> tuple[str | None, Any, Recipe]:
+    if queue:
+        label, recipe = queue.pop(0)
+        return label, None, recipe
+    token, recipe = strategy.ask()
+    return None, token, recipe
+
+
+def _submit(actors: list, in_flight: dict, job: dict, journal: Journal) -> None:
+    busy = {id(j["actor"]) for j in in_flight.values()}
+    actor = next((a for a in actors if id(a) not in busy), actors[0])
+    front = [(e["f1"], e["size_bytes"], e["latency_ms"]) for e in pareto_front(journal.entries())]
+    job["actor"] = actor
+    in_flight[actor.evaluate.remote(job["recipe"].to_dict(), front)] = job
+
+
+def _replace_dead(ray, actors: list, dead, setup: dict, fitness: FitnessSettings) -> None:
+    """Drop the dead worker; start a replacement only where the cluster has a free CPU for it."""
+    from engine.worker import start_workers
+
+    if dead in actors:
+        actors.remove(dead)
+    if ray.available_resources().get("CPU", 0) >= fitness.threads:
+        actors.extend(start_workers(ray, setup, fitness, 1))
+
+
+def _init_ray(ray, address: str | None, workers: int) -> None:
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    else:  # a local Ray, started for this search
+        ray.init(num_cpus=workers, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+
+
+def _prepare(config: SearchConfig) -> dict:
+    """Load the pool and the validation data once in the driver; workers get them by reference."""
+    from transformers import AutoTokenizer
+
+    from engine.pool import ModelPool
+    from fitness.data import build_eval_set
+    from trainers.data import load_rows, policy_names, resolve_policies
+
+    pool = ModelPool.load(config.pool.base, list(config.pool.candidates), config.names)
+    examples = load_rows(config.data.validation)
+    names = list(config.data.policies) or policy_names(examples)
+    policies = resolve_policies(names, names)
+    tokenizer = AutoTokenizer.from_pretrained(pool.candidate_dirs[0], trust_remote_code=False)
+    eval_set = build_eval_set(examples, policies, tokenizer, config.fitness.max_length, config.fitness.seed)
+    size_ref = sum(t.numel() * 4 for t in pool.base.values())
+    return {"pool": pool, "eval_set": eval_set, "tokenizer_dir": str(pool.candidate_dirs[0]), "size_ref": size_ref}
+
+
+def _pin_config(run_dir: Path, config: SearchConfig) -> None:
+    """The run directory remembers its config; resuming with a different one is refused."""
+    pinned = run_dir / "search.yaml"
+    text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=True)
+    if pinned.exists() and pinned.read_text() != text:
+        raise UserError(f"{run_dir} holds a search with a different config ({pinned}); use a new --out directory "
+                        "or rerun with the same config to resume")
+    if not pinned.exists():
+        from uniguard.io import atomic_write_text
+
+        atomic_write_text(pinned, text)

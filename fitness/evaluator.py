@@ -1,0 +1,158 @@
+"""Scores a recipe: merge in memory, then held-out guard quality, exported size and measured latency.
+
+Quality is read on growing validation prefixes (racing): after each rung, a candidate whose
+optimistic quality (observed + 2 standard errors) is still dominated by the current Pareto front at
+its size and latency stops, and only the examples of the rungs it ran are forwarded. Scores of
+earlier rungs are kept, so every example is forwarded at most once per recipe.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from safetensors.torch import save as safetensors_bytes
+from transformers import AutoModelForSequenceClassification
+
+from engine.merge import merge_state_dict, merged_config
+from engine.pool import ModelPool
+from engine.recipe import Recipe
+from fitness.data import EvalSet, Half
+from fitness.registry import get_metric
+from trainers.guard import score_token_ids
+
+
+class FitnessSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    metric: str = "guard_f1"
+    racing: tuple[float, ...] = Field(default=(0.25, 0.5, 1.0), description="validation fractions per rung, ending at 1")
+    batch_size: int = Field(default=64, ge=1)
+    max_length: int = Field(default=128, ge=8)
+    latency_batch: int = Field(default=8, ge=1)
+    latency_repeats: int = Field(default=5, ge=1)
+    threads: int = Field(default=1, ge=1, description="torch threads per worker")
+    seed: int = 0
+
+    @field_validator("racing")
+    @classmethod
+    def _rungs(cls, rungs: tuple[float, ...]) -> tuple[float, ...]:
+        if not rungs or list(rungs) != sorted(rungs) or rungs[-1] != 1.0 or rungs[0] <= 0:
+            raise ValueError("racing must be increasing fractions in (0, 1] ending at 1.0, e.g. [0.25, 0.5, 1.0]")
+        return rungs
+
+
+@dataclass
+class Evaluation:
+    recipe_hash: str
+    f1: float  # macro over policies of the configured metric (named f1 for the default metric)
+    per_policy: dict[str, float]
+    thresholds: dict[str, float]
+    size_bytes: int
+    latency_ms: float
+    forwards: int
+    full_forwards: int
+    fraction: float  # of the validation data this value was read on
+    raced_out: bool
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def dominated(f1: float, size: int, latency: float, front: Sequence[tuple[float, int, float]]) -> bool:
+    """Whether some front point is at least as good on every objective and better on one."""
+    return any(
+        pf >= f1 and ps <= size and pl <= latency and (pf > f1 or ps < size or pl < latency) for pf, ps, pl in front
+    )
+
+
+class Evaluator:
+    def __init__(self, pool: ModelPool, eval_set: EvalSet, tokenizer, settings: FitnessSettings):
+        self.pool, self.eval_set, self.tokenizer, self.settings = pool, eval_set, tokenizer, settings
+        self.metric = get_metric(settings.metric)
+        self._models: dict[int, torch.nn.Module] = {}
+        self._sizes: dict[tuple, int] = {}
+        self._latencies: dict[tuple, float] = {}
+
+    def evaluate(self, recipe: Recipe, front: Sequence[tuple[float, int, float]] = ()) -> Evaluation:
+        start = time.perf_counter()
+        state = merge_state_dict(self.pool, recipe)
+        merged = time.perf_counter()
+        shape_key = (len(recipe.layers) if recipe.layers is not None else self.pool.num_layers, recipe.dtype)
+        size = self._size(state, recipe, shape_key)
+        model = self._model(recipe, shape_key[0])
+        model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+        latency = self._latency(model, shape_key)
+        scored = self._race(model, size, latency, front)
+        return Evaluation(
+            recipe_hash=recipe.hash, size_bytes=size, latency_ms=latency, seconds=time.perf_counter() - start,
+            timings={"merge_s": merged - start}, **scored,
+        )
+
+    def _race(self, model, size: int, latency: float, front) -> dict:
+        policies = self.eval_set.policies
+        scores = {p.name: ([], []) for p in policies}  # calibration, scoring scores so far
+        forwards = 0
+        full = self.eval_set.size
+        for rung in self.settings.racing:
+            per_policy, thresholds, n_scoring = {}, {}, 0
+            for data in self.eval_set.prefix(rung).policies:
+                cal, sco = scores[data.name]
+                forwards += self._extend(model, data.calibration, cal) + self._extend(model, data.scoring, sco)
+                result = self.metric(data.calibration.labels, np.concatenate(cal), data.scoring.labels, np.concatenate(sco))
+                per_policy[data.name], thresholds[data.name] = result.value, result.threshold
+                n_scoring += len(data.scoring)
+            value = float(np.mean(list(per_policy.values())))
+            optimistic = value + 2 * math.sqrt(max(value * (1 - value), 0.01) / n_scoring)
+            if rung < 1.0 and dominated(optimistic, size, latency, front):
+                return dict(f1=value, per_policy=per_policy, thresholds=thresholds, forwards=forwards,
+                            full_forwards=full, fraction=rung, raced_out=True)
+        return dict(f1=value, per_policy=per_policy, thresholds=thresholds, forwards=forwards, full_forwards=full,
+                    fraction=1.0, raced_out=False)
+
+    def _extend(self, model, half: Half, done: list[np.ndarray]) -> int:
+        """Score the examples of `half` not scored yet (prefixes are nested); return how many."""
+        have = sum(len(s) for s in done)
+        new = {k: v[have:] for k, v in half.features.items()}
+        if not new["input_ids"]:
+            return 0
+        done.append(score_token_ids(model, self.tokenizer, new, self.settings.batch_size))
+        return len(new["input_ids"])
+
+    def _model(self, recipe: Recipe, num_layers: int) -> torch.nn.Module:
+        if num_layers not in self._models:
+            config = merged_config(self.pool, recipe)
+            self._models[num_layers] = AutoModelForSequenceClassification.from_config(config).eval()
+        return self._models[num_layers]
+
+    def _size(self, state: dict[str, torch.Tensor], recipe: Recipe, key: tuple) -> int:
+        """Bytes of the model.safetensors `export` writes; depends only on layers kept and dtype."""
+        if key not in self._sizes:
+            self._sizes[key] = len(safetensors_bytes(state, metadata={"format": "pt", "uniguard_recipe": recipe.hash}))
+        return self._sizes[key]
+
+    def _latency(self, model, key: tuple) -> float:
+        """Fastest of several timed forwards at a fixed batch, in milliseconds per example (the minimum
+        is the least disturbed by other load on the machine). Weights' values do not change a dense
+        model's speed, so it is measured once per (layers kept, dtype) per worker."""
+        if key not in self._latencies:
+            half = self.eval_set.policies[0].scoring
+            batch = self.tokenizer.pad({k: v[: self.settings.latency_batch] for k, v in half.features.items()}, return_tensors="pt")
+            n = batch["input_ids"].shape[0]
+            with torch.inference_mode():
+                model(**batch)  # warm-up
+                model(**batch)
+                times = []
+                for _ in range(self.settings.latency_repeats):
+                    t0 = time.perf_counter()
+                    model(**batch)
+                    times.append(time.perf_counter() - t0)
+            self._latencies[key] = 1000 * min(times) / n
+        return self._latencies[key]
