@@ -70,6 +70,8 @@ def load_search_config(path: str | Path, pool_dir: str | Path | None = None) -> 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: search config not found; check the path")
+    if pool_dir is not None and not Path(pool_dir).is_dir():
+        raise UserError(f"--pool {pool_dir}: not a directory; build one with `python -m experiments.smoke_pool {pool_dir}`")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         config = SearchConfig.model_validate(raw)
@@ -78,8 +80,6 @@ def load_search_config(path: str | Path, pool_dir: str | Path | None = None) -> 
     except ValidationError as exc:
         raise UserError(f"{path}: invalid search config:\n{format_validation_error(exc)}") from None
     root = Path(pool_dir) if pool_dir is not None else path.parent
-    if pool_dir is not None and not root.is_dir():
-        raise UserError(f"--pool {root}: not a directory; build one with `python -m experiments.smoke_pool {root}`")
     resolve = lambda p: p if Path(p).is_absolute() or not (root / p).exists() else str((root / p).resolve())  # noqa: E731
     pool = config.pool.model_copy(update={"base": resolve(config.pool.base), "candidates": tuple(resolve(c) for c in config.pool.candidates)})
     data = config.data.model_copy(update={"validation": resolve(config.data.validation)})

@@ -110,7 +110,7 @@ class Evaluator:
                 per_policy[data.name], thresholds[data.name] = result.value, result.threshold
                 n_scoring += len(data.scoring)
             value = float(np.mean(list(per_policy.values())))
-            optimistic = value + 2 * math.sqrt(max(value * (1 - value), 0.01) / n_scoring)
+            optimistic = min(1.0, value + 2 * math.sqrt(max(value * (1 - value), 0.01) / n_scoring))
             if rung < 1.0 and dominated(optimistic, size, latency, front):
                 return dict(f1=value, per_policy=per_policy, thresholds=thresholds, forwards=forwards,
                             full_forwards=full, fraction=rung, raced_out=True)

@@ -1,0 +1,136 @@
+"""Search engine pieces without Ray: space, strategies, journal, Pareto front, fitness racing."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+import operators
+from engine import Recipe
+from engine.journal import Journal
+from engine.pareto import hypervolume, pareto_front
+from engine.search import load_search_config
+from engine.space import SearchSpace, SpaceConfig
+from engine.strategies import StrategyConfig, make_strategy
+from uniguard.errors import UserError
+
+
+def test_space_is_derived_from_the_operator_registry():
+    space = SearchSpace(SpaceConfig(operators=("ties", "della", "slerp")), num_candidates=2, num_layers=4)
+    keys = set(space.parametrization().value)
+    # every searchable global parameter of every chosen operator, with the registry's search range
+    assert {"ties.lambda_", "della.epsilon", "della.lambda_", "slerp.t"} <= keys
+    assert space.extra_params["della.epsilon"] == operators.get("della").param("epsilon").search_range
+    assert "ties.normalize" not in keys and "della.seed" not in keys  # switches and seeds are not searched
+
+
+def test_config_can_fix_or_narrow_parameters_and_open_weights_per_layer():
+    config = SpaceConfig(operators=("ties",), params={"ties.lambda_": 1.0, "density": [0.3, 0.4]}, weight_groups="per_layer")
+    space = SearchSpace(config, num_candidates=3, num_layers=6)
+    value = space.parametrization().sample().value
+    recipe = space.decode(value)
+    assert dict(recipe.params)["lambda_"] == 1.0
+    assert np.asarray(value["weights"]).shape == (8, 3)  # embeddings + 6 layers + head
+    narrow = SearchSpace(SpaceConfig(operators=("della",), params={"epsilon": [0.01, 0.02]}), 2, 2)
+    assert narrow.extra_params["della.epsilon"] == (0.01, 0.02)
+
+
+def test_encode_then_decode_returns_the_recipe():
+    space = SearchSpace(SpaceConfig(operators=("ties", "linear"), layers="search", dtypes=("float32", "float16")), 3, 4)
+    recipe = Recipe(operator="ties", weights=[0.2, 0.5, 0.9], density=0.4, params={"lambda_": 1.2}, layers=(0, 2), dtype="float16")
+    assert space.decode(space.encode(recipe)) == recipe
+
+
+def test_searched_layers_never_drop_every_layer():
+    space = SearchSpace(SpaceConfig(layers="search"), 2, 3)
+    value = dict(space.parametrization().sample().value)
+    value["keep"] = np.array([0.1, 0.3, 0.2])
+    assert space.decode(value).layers == (1,)
+
+
+def _synthetic_loss(recipe: Recipe) -> float:
+    """A seeded stand-in for -F1: best at weights (1, 0, 0.5), density 0.7, operator ties."""
+    weights = np.array(recipe.weights_for(0) or [0.0, 0.0, 0.0])
+    density = recipe.density_for(0) if recipe.density_for(0) is not None else 0.0
+    penalty = 0.0 if recipe.operator == "ties" else 0.3
+    return float(np.abs(weights - [1.0, 0.0, 0.5]).sum() + abs(density - 0.7) + penalty)
+
+
+@pytest.mark.parametrize("name", ["TwoPointsDE", "CMA", "PSO", "OnePlusOne", "bandit", "random"])
+def test_each_strategy_improves_a_seeded_synthetic_objective(name):
+    space = SearchSpace(SpaceConfig(operators=("ties", "linear", "task_arithmetic")), num_candidates=3, num_layers=2)
+    strategy = make_strategy(StrategyConfig(name=name, seed=1), space, budget=120, workers=1)
+    losses = []
+    for _ in range(120):
+        token, recipe = strategy.ask()
+        losses.append(_synthetic_loss(recipe))
+        strategy.tell(token, recipe, losses[-1])
+    first, last = min(losses[:10]), min(losses)
+    assert last < first and last < 0.9 * first, f"{name}: best of first 10 {first:.3f}, best overall {last:.3f}"
+
+
+def test_strategies_accept_recipes_they_did_not_propose():
+    space = SearchSpace(SpaceConfig(operators=("ties", "linear")), 2, 2)
+    for name in ("TwoPointsDE", "CMA", "bandit"):
+        strategy = make_strategy(StrategyConfig(name=name), space, budget=10, workers=1)
+        strategy.tell(None, Recipe(operator="linear", weights=[1.0, 0.0]), -0.8)
+        strategy.ask()
+
+
+def test_meta_optimizers_and_unknown_strategies_are_refused():
+    space = SearchSpace(SpaceConfig(), 2, 2)
+    with pytest.raises(UserError, match="numpy 2.4"):
+        make_strategy(StrategyConfig(name="NGOpt"), space, 10, 1)
+    with pytest.raises(UserError, match="unknown strategy 'Evolve'"):
+        make_strategy(StrategyConfig(name="Evolve"), space, 10, 1)
+
+
+def test_journal_tolerates_a_torn_last_line_and_deduplicates(tmp_path):
+    path = tmp_path / "journal.jsonl"
+    rows = [{"hash": "a", "f1": 0.5}, {"hash": "b", "f1": 0.6}, {"hash": "a", "f1": 0.9}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"hash": "c", "f1"')
+    journal = Journal(path)
+    assert len(journal) == 2 and journal.get("a")["f1"] == 0.5
+    journal.append({"hash": "d", "f1": 0.7})
+    assert [json.loads(line)["hash"] for line in path.read_text().splitlines()] == ["a", "b", "a", "d"]
+    assert len(Journal(path)) == 3
+
+
+def _entry(h, f1, size, latency, raced=False):
+    return {"hash": h, "f1": f1, "size_bytes": size, "latency_ms": latency, "raced_out": raced}
+
+
+def test_pareto_front_keeps_non_dominated_complete_entries():
+    entries = [
+        _entry("big_best", 0.9, 100, 2.0),
+        _entry("small_ok", 0.8, 50, 1.0),
+        _entry("dominated", 0.7, 60, 1.5),
+        _entry("raced", 0.99, 10, 0.1, raced=True),  # partial F1 is never on the front
+        _entry("fast", 0.6, 100, 0.5),
+    ]
+    assert [e["hash"] for e in pareto_front(entries)] == ["small_ok", "fast", "big_best"]
+
+
+def test_hypervolume_by_hand():
+    # one point: F1 0.8 at half size and half latency dominates 0.8 * 0.5 * 0.5 of the unit box
+    assert hypervolume([_entry("p", 0.8, 50, 1.0)], size_ref=100, latency_ref=2.0) == pytest.approx(0.2)
+    two = [_entry("p", 0.8, 50, 1.0), _entry("q", 0.9, 100, 2.0)]
+    assert hypervolume(two, 100, 2.0) == pytest.approx(0.2)  # q at the reference corner adds no volume
+
+
+def test_search_config_errors_name_the_file_and_field(tmp_path):
+    bad = tmp_path / "s.yaml"
+    bad.write_text(yaml.safe_dump({"pool": {"base": "b", "candidates": ["a"]}, "data": {"validation": "v.jsonl"},
+                                   "space": {"operators": ["tie"]}}))
+    with pytest.raises(UserError, match="unknown merge operator 'tie'"):
+        load_search_config(bad)
+    bad.write_text(yaml.safe_dump({"pool": {"base": "b", "candidates": ["a"]}, "data": {"validation": "v.jsonl"},
+                                   "fitness": {"racing": [0.5, 0.25]}}))
+    with pytest.raises(UserError, match=r"(?s)s\.yaml.*fitness\.racing.*increasing"):
+        load_search_config(bad)
+    bad.write_text(yaml.safe_dump({"pool": {"base": "b"}, "data": {"validation": "v.jsonl"}}))
+    with pytest.raises(UserError, match=r"pool\.candidates"):
+        load_search_config(bad)
+    with pytest.raises(UserError, match="--pool .*not a directory"):
+        load_search_config(tmp_path / "s.yaml", pool_dir=tmp_path / "missing")
