@@ -25,7 +25,7 @@ def synth(
     rewrite_fraction: float = typer.Option(0.5, "--rewrite-fraction", help="Share of template seeds the model paraphrases."),
     write_fraction: float = typer.Option(0.0, "--write-fraction", help="Share the model writes afresh from the behaviour."),
     translate: Optional[bool] = typer.Option(None, "--translate/--no-translate", help="Have the model translate code-mixed non-English seeds fully (default: on for openai, off for local, whose 135M model translates poorly)."),
-    reflect: bool = typer.Option(True, "--reflect/--no-reflect", help="Self-reflection: the model re-judges each sample."),
+    reflect: Optional[bool] = typer.Option(None, "--reflect/--no-reflect", help="Self-reflection: the model re-judges each sample (default: on for openai; off for local, whose 135M judge cannot separate the classes - see experiments/bench_synth.py)."),
     reflect_mode: str = typer.Option("drop", "--reflect-mode", help="drop or relabel confident disagreements."),
     split: str = typer.Option("0.8,0.1,0.1", "--split", help="train,validation,test fractions."),
     near_dup: float = typer.Option(0.7, "--near-dup", help="Word-trigram Jaccard at or above which two texts are near duplicates."),
@@ -46,7 +46,7 @@ def synth(
     spec = BackendSpec(backend, model, base_url, api_key_env, timeout, retries, concurrency, batch_size)  # type: ignore[arg-type]
     settings = SynthSettings(n=n, seed=seed, fractions=parse_fractions(split), rewrite_fraction=rewrite_fraction,
                              write_fraction=write_fraction, translate=backend == "openai" if translate is None else translate,
-                             reflect=reflect, reflect_mode=reflect_mode,  # type: ignore[arg-type]
+                             reflect=backend == "openai" if reflect is None else reflect, reflect_mode=reflect_mode,  # type: ignore[arg-type]
                              near_threshold=near_dup)
     with _progress(enabled=not as_json) as progress:
         report = run_synthesis(policies, spec, settings, out, address=address, progress=progress)
