@@ -1,0 +1,101 @@
+"""The search on real Ray: local run + resume, a killed driver, a worker node lost mid-search."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import ray
+
+from engine.search import load_search_config, run_search
+from experiments.smoke_pool import build_smoke_pool
+
+CONFIG = Path(__file__).parents[1] / "experiments" / "configs" / "smoke_search.yaml"
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    return build_smoke_pool(tmp_path_factory.mktemp("smoke"))
+
+
+def _hashes(run_dir):
+    return [json.loads(line)["hash"] for line in (run_dir / "journal.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture
+def no_ray():
+    yield
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def test_local_search_writes_front_and_resumes_without_reevaluating(smoke, tmp_path, no_ray):
+    config = load_search_config(CONFIG, smoke)
+    run = tmp_path / "run"
+    entries = run_search(config, run, budget=10, workers=2, progress=False)
+    assert len(entries) == 10 and len(set(_hashes(run))) == 10
+    labels = {e["label"] for e in entries if e["label"]}
+    assert {"guard_a alone", "uniform average", "TIES defaults"} <= labels  # known-good recipes go first
+    front = json.loads((run / "pareto.json").read_text())["points"]
+    best_baseline = max(e["f1"] for e in entries if e["label"] and not e["raced_out"])
+    assert max(p["f1"] for p in front) >= best_baseline
+    assert (run / "pareto.png").stat().st_size > 10_000 and (run / "pareto.html").is_file()
+    again = run_search(config, run, budget=10, workers=2, progress=False)  # same command: nothing new to do
+    assert len(again) == 10 and len(_hashes(run)) == 10
+    more = run_search(config, run, budget=14, workers=2, progress=False)
+    assert len(more) == 14 and len(set(_hashes(run))) == 14
+
+
+def test_killed_driver_resumes_with_no_duplicates(smoke, tmp_path):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "uniguard.cli", "search", str(CONFIG), "--pool", str(smoke), "--out", str(run),
+           "--budget", "12", "--workers", "2", "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    journal = run / "journal.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and (not journal.exists() or len(journal.read_text().splitlines()) < 3):
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its local Ray die at once
+    proc.wait()
+    killed_at = len(_hashes(run))
+    assert 3 <= killed_at < 12
+    subprocess.run(["ray", "stop", "--force"], capture_output=True, env={**os.environ, "PATH": str(Path(sys.executable).parent) + ":" + os.environ["PATH"]})
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    hashes = _hashes(run)
+    assert len(hashes) == 12 and len(set(hashes)) == 12
+    assert json.loads(done.stdout)["evaluated"] == 12
+
+
+def test_search_survives_losing_a_worker_node(smoke, tmp_path, no_ray):
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    worker_node = cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    run = tmp_path / "run"
+    config = load_search_config(CONFIG, smoke)
+    result = {}
+
+    def search():
+        result["entries"] = run_search(config, run, budget=14, workers=2, address=cluster.address, progress=False)
+
+    thread = threading.Thread(target=search)
+    thread.start()
+    journal = run / "journal.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and (not journal.exists() or len(journal.read_text().splitlines()) < 4):
+        time.sleep(0.2)
+    cluster.remove_node(worker_node)  # a worker dies mid-search, with whatever it was evaluating
+    thread.join(timeout=400)
+    try:
+        assert not thread.is_alive()
+        assert len(result["entries"]) == 14 and len(set(_hashes(run))) == 14
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
