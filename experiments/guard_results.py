@@ -80,7 +80,7 @@ def train(name: str, kind: str, data: Path, out: Path, args, log: Path, extra: l
     if (guard / "uniguard.json").is_file() and not (guard / "checkpoint").exists():
         return guard
     cmd = UG + ["train", kind, "--data", str(data), "--out", str(guard), "--epochs", str(args.epochs),
-                "--lr", str(args.lr), "--max-length", str(args.max_length), "--truncate", "--seed", str(args.seed),
+                "--lr", str(args.lr), "--batch-size", str(args.batch_size), "--max-length", str(args.max_length), "--truncate", "--seed", str(args.seed),
                 "--json", *extra]
     if policy:
         cmd += ["--policy", policy]
@@ -93,14 +93,24 @@ def evaluate(guard: Path, files: dict[str, Path], log: Path, policy: str | None 
     return {name: run(UG + ["eval", "--model", str(guard), "--data", str(f), "--json", *only], log) for name, f in files.items()}
 
 
+def _multitask(key, extra, data, out, args, log, test_files, results, save) -> None:
+    if key in results:
+        return
+    name = "multitask_" + key.split("(")[1].rstrip(")").replace("+", "_").lower()
+    guard = train(name, "multitask", data, out, args, log, extra)
+    results[key] = {"kind": "multitask", "policies": args.policies, "eval": evaluate(guard, test_files, log)}
+    save()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--policies", default="prompt_injection,violence_weapons,pii_disclosure")
     parser.add_argument("--n", type=int, default=300, help="synthetic samples per policy before dedup/splitting")
     parser.add_argument("--train-per-policy", type=int, default=100)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--lr", type=float, default=1.5e-4)
+    parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--devset-rows", type=int, default=200)
     parser.add_argument("--judge-rows", type=int, default=40)
@@ -128,15 +138,8 @@ def main() -> None:
             files = {"synthetic test": test_files["synthetic test"], f"dev: {p}": devsets[p]}
             results[key] = {"kind": "single", "policies": [p], "eval": evaluate(guard, files, log, policy=p)}
             save()
-    variants = {"MultiTaskGuard (CE)": []}
-    if not args.skip_ablation:
-        variants.update({"MultiTaskGuard (CE+MLM)": ["--mlm-weight", "0.1"], "MultiTaskGuard (CE+adv)": ["--adv-weight", "0.5"]})
-    for key, extra in variants.items():
-        if key not in results:
-            name = "multitask_" + key.split("(")[1].rstrip(")").replace("+", "_").lower()
-            guard = train(name, "multitask", data, out, args, log, extra)
-            results[key] = {"kind": "multitask", "policies": args.policies, "eval": evaluate(guard, test_files, log)}
-            save()
+    train_multitask = lambda key, extra: _multitask(key, extra, data, out, args, log, test_files, results, save)  # noqa: E731
+    train_multitask("MultiTaskGuard (CE)", [])
     if "TF-IDF + LR" not in results:
         cmd = UG + ["baseline", "tfidf", "--data", str(data), "--json", *sum((["--eval", str(f)] for f in test_files.values()), [])]
         by_file = run(cmd, log)["results"]
@@ -148,6 +151,9 @@ def main() -> None:
         results["SmolLM2-135M judge (zero-shot)"] = {"kind": "baseline", "eval": {n: by_file[str(f)] for n, f in test_files.items()},
                                                      "note": f"seeded subsample of {args.judge_rows} rows per file"}
         save()
+    if not args.skip_ablation:  # last: the costliest runs, and the table is useful without them
+        train_multitask("MultiTaskGuard (CE+MLM)", ["--mlm-weight", "0.1"])
+        train_multitask("MultiTaskGuard (CE+adv)", ["--adv-weight", "0.5"])
     save()
     print((out / "results.md").read_text())
 

@@ -50,6 +50,9 @@ class TrainConfig(BaseModel):
     epochs: int = Field(3, ge=1)
     batch_size: int = Field(16, ge=1)
     learning_rate: float = Field(5e-5, gt=0)
+    head_lr_multiplier: float = Field(
+        10.0, gt=0, description="learning-rate factor for the pooler and classification head (new or weakly trained layers)"
+    )
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     max_grad_norm: float = Field(1.0, gt=0)
@@ -326,7 +329,7 @@ def train_guard(
     if config.mlm_weight > 0:
         mlm_head = MaskedLMHead(model.config.hidden_size, model.get_input_embeddings().weight.shape[0])
     trainable = _Trainable(model, mlm_head)
-    optimizer = torch.optim.AdamW(trainable.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(_parameter_groups(trainable, config), weight_decay=config.weight_decay)
     batches_per_epoch = math.ceil(len(enc_train) / config.batch_size)
     total_steps = batches_per_epoch * config.epochs
     warmup = int(config.warmup_ratio * total_steps)
@@ -397,6 +400,20 @@ def _evaluate_and_select(model, tokenizer, enc_val: Encoded, state: TrainState, 
     else:
         state.evals_without_gain += 1
         state.stopped_early = state.evals_without_gain >= config.patience
+
+
+HEAD_MARKERS = ("pooler", "classifier", "score", "mlm_head")
+
+
+def _parameter_groups(trainable: nn.Module, config: TrainConfig) -> list[dict]:
+    """Encoder at the base rate; pooler, head and MLM head faster. Sentence-embedding encoders such as
+    all-MiniLM-L6-v2 were trained with mean pooling, so their pooler is barely trained (weight std ~0.009)
+    and the new head starts from random: at the encoder's rate they need many more steps than CPU allows."""
+    head, body = [], []
+    for name, param in trainable.named_parameters():
+        (head if any(m in name for m in HEAD_MARKERS) else body).append(param)
+    return [{"params": body, "lr": config.learning_rate},
+            {"params": head, "lr": config.learning_rate * config.head_lr_multiplier}]
 
 
 def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
