@@ -170,7 +170,7 @@ def run_search(config: SearchConfig, run_dir: str | Path, budget: int | None = N
             journal.append(entry)  # durable before the strategy hears of it
             strategy.tell(job["token"], job["recipe"], loss_of(entry))
             bar.update(1)
-            bar.set_postfix(best_f1=f"{max(e['f1'] for e in journal.entries() if not e.get('raced_out')):.3f}")
+            bar.set_postfix(best_f1=f"{max((e['f1'] for e in journal.entries() if not e.get('raced_out')), default=0):.3f}")
     finally:
         bar.close()
         for actor in actors:

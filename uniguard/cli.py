@@ -7,7 +7,13 @@ with status 2; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import os
 import sys
+
+# Library chatter (weight-loading bars, "newly initialized" notes) would drown uniguard's own
+# progress; users can still opt back in by setting these variables themselves.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import typer
 from rich.console import Console

@@ -1,0 +1,257 @@
+"""`uniguard quickstart`: the whole pipeline on the built-in policies with the offline models.
+
+Stages, each cached in OUT so a rerun or an interrupted run picks up where it stopped:
+  1. synth     synthetic train / validation / test data for the built-in policies
+  2. train     one single-policy guard per policy and MultiTaskGuard over all of them (MiniLM)
+  3. search    Ray-distributed evolutionary search over merge recipes (UniGuard)
+  4. export    the Pareto front's best-F1 and smallest members as Hugging Face guards
+  5. evaluate  every guard, fixed merge and baseline on the synthetic test splits and real dev sets
+  6. report    report.md and report.html (plots embedded)
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from uniguard.io import read_jsonl, write_json
+
+
+@dataclass(frozen=True)
+class Plan:
+    policies: tuple[str, ...] | None  # None = every built-in policy
+    n: int  # synthetic samples per policy before dedup and splitting
+    epochs: int
+    max_length: int
+    budget: int
+    workers: int
+    devset_rows: int  # per real dev set, class-balanced subsample
+    judge_rows: int  # per policy and per dev set for the (slow) zero-shot LLM judge
+    seed: int = 0
+
+
+PLANS = {
+    "default": Plan(policies=None, n=200, epochs=2, max_length=128, budget=40, workers=2, devset_rows=200, judge_rows=30),
+    "fast": Plan(policies=("prompt_injection", "violence_weapons", "pii_disclosure"), n=80, epochs=1, max_length=128,
+                 budget=12, workers=2, devset_rows=40, judge_rows=6),
+}
+
+
+class Stages:
+    """Runs named stages once; a finished stage leaves a marker with its result in OUT/stages/."""
+
+    def __init__(self, out: Path, say: Callable[[str], None]):
+        self.dir = out / "stages"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.say = say
+
+    def run(self, name: str, fn: Callable[[], object]):
+        marker = self.dir / f"{name}.json"
+        if marker.is_file():
+            self.say(f"[cached] {name}")
+            return json.loads(marker.read_text())["result"]
+        self.say(f"[start ] {name}")
+        started = time.perf_counter()
+        result = fn()
+        seconds = time.perf_counter() - started
+        write_json(marker, {"result": result, "seconds": round(seconds, 1)})
+        self.say(f"[done  ] {name} in {seconds:.0f}s")
+        return result
+
+
+def run_quickstart(out: Path, fast: bool = False, say: Callable[[str], None] = print) -> Path:
+    from synth.policy import builtin_policy_names
+
+    plan = PLANS["fast" if fast else "default"]
+    policies = list(plan.policies or builtin_policy_names())
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "plan.json", {**asdict(plan), "policies": policies, "fast": fast})
+    stages = Stages(out, say)
+    data = out / "data"
+    stages.run("synth", lambda: _synth(policies, plan, data))
+    guards = {}
+    for policy in policies:
+        guards[policy] = Path(stages.run(f"train_single_{policy}", lambda p=policy: _train(plan, data, out / "guards" / p, [p])))
+    guards["multitask"] = Path(stages.run("train_multitask", lambda: _train(plan, data, out / "guards" / "multitask", policies)))
+    run_dir = out / "search"
+    stages.run("search", lambda: _search(plan, guards, data, run_dir))
+    exports = stages.run("export", lambda: _export(run_dir, out / "exports"))
+    results = stages.run("evaluate", lambda: _evaluate(plan, policies, guards, exports, data, out))
+    report = _write_report(out, plan, policies, results, fast)
+    say(f"\nreport: {report} and {report.with_suffix('.html')}")
+    return report
+
+
+def _synth(policies: list[str], plan: Plan, data: Path) -> dict:
+    from synth.generate import BackendSpec, SynthSettings, run_synthesis
+    from synth.policy import load_policies
+
+    # The template backend: the one that runs in minutes on 2 CPU cores (see the README's synth section
+    # for what model rewriting adds and costs).
+    report = run_synthesis(load_policies(policies), BackendSpec("template"), SynthSettings(n=plan.n, seed=plan.seed), data)
+    return {"counts": report.get("counts"), "dir": str(data)}
+
+
+def _train(plan: Plan, data: Path, out_dir: Path, policies: list[str]) -> str:
+    from trainers.data import load_split, only_policies, resolve_policies
+    from trainers.training import make_config, train_guard
+
+    kind = "single" if len(policies) == 1 else "multitask"
+    split = {name: only_policies(load_split(data, name), policies) for name in ("train", "validation", "test")}
+    config = make_config(kind=kind, epochs=plan.epochs, max_length=plan.max_length, seed=plan.seed, truncate=True)
+    train_guard(config, split["train"], split["validation"], resolve_policies(policies, policies), out_dir,
+                test=split["test"], overwrite=False)
+    return str(out_dir)
+
+
+def search_config(plan: Plan, guards: dict[str, Path], data: Path):
+    from engine.search import DataConfig, PoolConfig, SearchConfig
+    from engine.space import SpaceConfig
+    from engine.strategies import StrategyConfig
+    from fitness.evaluator import FitnessSettings
+    from uniguard.assets import default_base_model_dir
+
+    names = list(guards)
+    return SearchConfig(
+        pool=PoolConfig(base=str(default_base_model_dir()), candidates=tuple(str(guards[n]) for n in names),
+                        names=tuple(names), multitask="multitask"),
+        data=DataConfig(validation=str(data / "validation.jsonl")),
+        space=SpaceConfig(operators=("ties", "dare_ties", "task_arithmetic", "linear", "della"), weight_groups=2,
+                          scopes=("all", "all_but_head"), layers="search", dtypes=("float32", "float16"),
+                          anchor=names.index("multitask"), seed=plan.seed),
+        strategy=StrategyConfig(name="TwoPointsDE", seed=plan.seed),
+        fitness=FitnessSettings(racing=(0.25, 0.5, 1.0), max_length=plan.max_length, seed=plan.seed),
+        budget=plan.budget, workers=plan.workers,
+    )
+
+
+def _search(plan: Plan, guards: dict[str, Path], data: Path, run_dir: Path) -> dict:
+    import ray
+
+    from engine.search import run_search
+
+    try:
+        entries = run_search(search_config(plan, guards, data), run_dir, progress=True)
+    finally:
+        ray.shutdown()
+    return {"evaluated": len(entries), "run_dir": str(run_dir)}
+
+
+def _export(run_dir: Path, out: Path) -> dict:
+    """The front's best-F1 member (UniGuard) and smallest member, plus the fixed merges the search
+    evaluated first (uniform average, TIES defaults), each with its calibrated thresholds."""
+    from engine.export import export_entry
+    from engine.journal import Journal
+    from engine.pareto import pareto_front
+    from engine.pool import ModelPool
+    from engine.search import load_search_config
+
+    entries = Journal(run_dir / "journal.jsonl").entries()
+    front = pareto_front(entries)
+    chosen = {
+        "uniguard": max(front, key=lambda e: (e["f1"], -e["size_bytes"])),
+        "uniguard_smallest": min(front, key=lambda e: (e["size_bytes"], -e["f1"])),
+        "uniform_average": next(e for e in entries if e.get("label") == "uniform average"),
+        "ties_defaults": next(e for e in entries if e.get("label") == "TIES defaults"),
+    }
+    config = load_search_config(run_dir / "search.yaml")
+    pool = ModelPool.load(config.pool.base, list(config.pool.candidates), config.names)
+    exported = {}
+    for name, entry in chosen.items():
+        export_entry(run_dir, entry, out / name, pool=pool)
+        exported[name] = {"dir": str(out / name), "hash": entry["hash"], "f1_validation": entry["f1"],
+                          "size_bytes": entry["size_bytes"], "latency_ms": entry["latency_ms"], "recipe": entry["recipe"]}
+    return exported
+
+
+def _subsample(rows: list[dict], k: int, seed: int) -> list[dict]:
+    import random
+
+    if len(rows) <= k:
+        return rows
+    rng = random.Random(seed)
+    pos = [r for r in rows if r["label"] == 1]
+    neg = [r for r in rows if r["label"] == 0]
+    k_pos = min(len(pos), max(1, round(k * len(pos) / len(rows))))
+    return rng.sample(pos, k_pos) + rng.sample(neg, min(len(neg), k - k_pos))
+
+
+def _evaluate(plan: Plan, policies: list[str], guards: dict[str, Path], exports: dict, data: Path, out: Path) -> dict:
+    """F1 (and AUPRC, FPR) of every model on the synthetic test split and the offline real dev sets."""
+    from trainers.baselines import LLMJudge, TfidfBaseline
+    from trainers.data import Example, load_split, resolve_policies
+    from trainers.devsets import devset_names, load_devset
+    from trainers.guard import Guard
+
+    policy_map = resolve_policies(policies, policies)
+    test = load_split(data, "test")
+    dev = {}
+    for name in devset_names():
+        rows = [r for r in load_devset(name, plan.seed) if r["policy"] in policy_map]
+        if rows:
+            dev[name] = [Example(r["text"], r["label"], r["policy"]) for r in _subsample(rows, plan.devset_rows, plan.seed)]
+    models = {f"guard:{p}": guards[p] for p in policies} | {"MultiTaskGuard": guards["multitask"]}
+    models |= {"uniform average": exports["uniform_average"]["dir"], "TIES defaults": exports["ties_defaults"]["dir"],
+               "UniGuard (searched)": exports["uniguard"]["dir"], "UniGuard (smallest)": exports["uniguard_smallest"]["dir"]}
+    results: dict[str, dict] = {}
+    for label, model_dir in models.items():
+        guard = Guard.load(model_dir)
+        results[label] = _score_everything(guard, test, dev, policy_map)
+        results[label]["size_bytes"] = (Path(model_dir) / "model.safetensors").stat().st_size
+        results[label]["latency_ms"] = _latency(guard, test)
+    train, validation = load_split(data, "train"), load_split(data, "validation")
+    results["TF-IDF + logistic regression"] = _score_everything(TfidfBaseline().fit(train, validation), test, dev, policy_map)
+    judge = LLMJudge()
+    judge.calibrate(_per_policy_sample(validation, plan.judge_rows, plan.seed), policy_map)
+    judge_test = _per_policy_sample(test, plan.judge_rows, plan.seed)
+    judge_dev = {name: _per_policy_sample(rows, plan.judge_rows, plan.seed) for name, rows in dev.items()}
+    results["zero-shot LLM judge (SmolLM2-135M)"] = _score_everything(judge, judge_test, judge_dev, policy_map)
+    results["zero-shot LLM judge (SmolLM2-135M)"]["note"] = f"{plan.judge_rows} examples per policy and per dev set"
+    return results
+
+
+def _per_policy_sample(examples, k: int, seed: int):
+    from trainers.data import Example
+
+    rows = [{"text": e.text, "label": e.label, "policy": e.policy} for e in examples]
+    out = []
+    for policy in sorted({r["policy"] for r in rows}):
+        out += _subsample([r for r in rows if r["policy"] == policy], k, seed)
+    return [Example(r["text"], r["label"], r["policy"]) for r in out]
+
+
+def _score_everything(scorer, test, dev: dict, policy_map) -> dict:
+    from trainers.evaluate import evaluate
+
+    return {"test": evaluate(scorer, test, policy_map),
+            "dev": {name: evaluate(scorer, rows, policy_map) for name, rows in dev.items()}}
+
+
+def _latency(guard, test) -> float:
+    """Milliseconds per example, batch 1, fastest of 5 over 10 short test prompts."""
+    policy_name = test[0].policy
+    from synth.policy import load_policy
+
+    policy = load_policy(policy_name)
+    texts = [e.text for e in test[:10]]
+    guard.score(texts[:2], policy)  # warm-up
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        for text in texts:
+            guard.score([text], policy)
+        best = min(best, (time.perf_counter() - started) / len(texts))
+    return 1000 * best
+
+
+def _write_report(out: Path, plan: Plan, policies: list[str], results: dict, fast: bool) -> Path:
+    from experiments.report import render_report
+
+    search = read_jsonl(out / "search" / "journal.jsonl")
+    command = "uniguard quickstart" + (" --fast" if fast else "") + f" --out {shlex.quote(str(out))}"
+    return render_report(out, plan, policies, results, search, command, python=sys.executable)

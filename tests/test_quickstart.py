@@ -1,0 +1,27 @@
+"""End to end: `uniguard quickstart --fast` on the offline models, then a cached rerun."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.integration
+def test_quickstart_fast_runs_the_whole_pipeline_and_caches_every_stage(tmp_path):
+    out = tmp_path / "qs"
+    cmd = [sys.executable, "-m", "uniguard", "quickstart", "--fast", "--out", str(out)]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
+    assert first.returncode == 0, first.stderr[-3000:]
+    report = (out / "report.md").read_text()
+    for model in ("MultiTaskGuard", "uniform average", "TIES defaults", "UniGuard (searched)", "TF-IDF", "LLM judge"):
+        assert model in report
+    assert "data:image/png;base64," in (out / "report.html").read_text()
+    front = json.loads((out / "search" / "pareto.json").read_text())["points"]
+    assert front and all(0.0 <= p["f1"] <= 1.0 for p in front)
+    for name in ("uniguard", "uniform_average", "ties_defaults"):
+        meta = json.loads((out / "exports" / name / "uniguard.json").read_text())
+        assert meta["thresholds"], name  # calibrated thresholds travel with the exported guard
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0
+    assert again.stderr.count("[cached]") >= 7 and "[start ] train" not in again.stderr
