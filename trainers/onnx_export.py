@@ -12,8 +12,10 @@ it is kept, so a silently wrong trace never reaches a user.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
+import logging
 import shutil
 import tempfile
 import warnings
@@ -229,8 +231,7 @@ def _export_graph(guard: Guard, onnx_path: Path) -> float:
     max_len = int(getattr(guard.model.config, "max_position_embeddings", guard.max_length))
     batch_dim, seq_dim = torch.export.Dim("batch", min=1, max=4096), torch.export.Dim("sequence", min=1, max=max_len)
     model = guard.model.eval()  # its only output at inference is `logits`, so the graph has one output
-    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-        warnings.simplefilter("ignore")
+    with _quiet(), torch.inference_mode(False), torch.no_grad():
         torch.onnx.export(
             model, (), str(onnx_path), kwargs=example, input_names=input_names, output_names=["logits"],
             dynamic_shapes={name: {0: batch_dim, 1: seq_dim} for name in input_names},
@@ -269,13 +270,28 @@ def _quantize_in_place(export_dir: Path) -> None:
     fp32 = export_dir / ONNX_FILE
     int8 = export_dir / "model.int8.onnx"
     # per-channel weight scales keep the classifier's scores closer to fp32 than one scale per tensor
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _quiet():
         quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8, per_channel=True)
     int8.replace(fp32)
     meta = _read_meta(export_dir)
     meta["onnx"] = {**meta.get("onnx", {}), "quantization": "int8", "quantizer": "onnxruntime.quantize_dynamic(QInt8, per_channel)"}
     write_json(export_dir / GUARD_META_FILE, meta)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence exporter chatter (deprecation notes, 'torchvision is not installed', pre-processing hints)."""
+    loggers = [logging.getLogger(), logging.getLogger("torch.onnx")]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            for logger in loggers:
+                logger.setLevel(logging.ERROR)
+            yield
+        finally:
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
 
 
 def _write_meta(export_dir: Path, guard: Guard, onnx_meta: dict) -> None:

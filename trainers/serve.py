@@ -1,8 +1,10 @@
 """The guard HTTP server: FastAPI app, server-side micro-batching, request limits, Ray Serve replicas.
 
 `POST /v1/check` scores every (text, policy) pair of a request. Pairs from concurrent requests are
-queued and scored together by one worker (at most `max_batch` pairs, waiting at most `max_wait_ms`
-for more), so many small requests cost a few batched forward passes instead of one each. The
+queued and scored together by one worker: each batch takes what queued while the previous one ran
+(at most `max_batch` pairs), optionally waiting up to `max_wait_ms` for more, so many small
+requests cost a few batched forward passes instead of one each, and a lone request waits for
+nothing. The
 forward pass runs in a single worker thread, which keeps the event loop free and the model
 single-threaded from Python's side.
 
@@ -46,7 +48,7 @@ class ServeSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     max_batch: int = 32  # pairs scored in one forward pass
-    max_wait_ms: float = 2.0  # how long the batcher waits for more pairs once it has one
+    max_wait_ms: float = 0.0  # extra wait for more pairs; 0: batch whatever queued while the last batch ran
     max_texts: int = 64
     max_text_chars: int = 8192
     max_policies: int = 8
@@ -175,7 +177,7 @@ class MicroBatcher:
                 self._pending -= sum(job.size for job in jobs)
 
     async def _collect(self) -> list[_Job]:
-        """One job, then more until `max_batch` pairs or `max_wait` seconds, whichever comes first."""
+        """One job, then what is queued, waiting up to `max_wait` seconds for more, until `max_batch` pairs."""
         jobs = [await self._queue.get()]
         size = jobs[0].size
         deadline = asyncio.get_running_loop().time() + self.max_wait
@@ -477,16 +479,24 @@ def serve(settings: ServeSettings) -> None:
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=30)
 
 
-def serve_on_ray(settings: ServeSettings, address: str, replicas: int = 1) -> None:
-    """Run the same app as a Ray Serve deployment with `replicas` copies; blocks until interrupted."""
+def start_on_ray(settings: ServeSettings, address: str, replicas: int = 1) -> str:
+    """Deploy the app on Ray Serve with `replicas` copies and return its base URL (does not block)."""
     import ray
     from ray import serve as ray_serve
 
     _check_settings(settings)
     ray.init(address=None if address == "local" else address, ignore_reinit_error=True, log_to_driver=False)
     ray_serve.start(http_options={"host": settings.host, "port": settings.port})
-    handle = ray_serve.run(ray_deployment(settings, replicas), name="uniguard", route_prefix="/", blocking=False)
-    log.info("Ray Serve deployment ready: %s", handle)
+    ray_serve.run(ray_deployment(settings, replicas), name="uniguard", route_prefix="/")
+    return f"http://{settings.host}:{settings.port}"
+
+
+def serve_on_ray(settings: ServeSettings, address: str, replicas: int = 1) -> None:
+    """`uniguard serve --address`: deploy on Ray Serve, block until interrupted, then tear the deployment down."""
+    from ray import serve as ray_serve
+
+    url = start_on_ray(settings, address, replicas)
+    print(f"uniguard: {replicas} Ray Serve replica(s) of {settings.model} at {url}; Ctrl-C stops them", flush=True)
     try:
         while True:
             time.sleep(1)
