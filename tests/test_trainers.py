@@ -158,10 +158,16 @@ def test_over_long_texts_are_refused_unless_truncating(tiny_base, policies, tmp_
     assert result.thresholds
 
 
-def test_existing_guard_needs_overwrite(tiny_base, policies, tmp_path):
+def test_existing_guard_needs_overwrite_and_other_dirs_are_never_deleted(tiny_base, policies, tmp_path):
     out = save_tiny_guard(tiny_classifier(1), tmp_path / "g")
     with pytest.raises(UserError, match="--overwrite"):
         train_guard(config(tiny_base), make_examples(8, 0), make_examples(8, 1), policies, out, progress=False)
+    precious = tmp_path / "home"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    with pytest.raises(UserError, match="not a uniguard guard"):
+        train_guard(config(tiny_base), make_examples(8, 0), make_examples(8, 1), policies, precious, overwrite=True, progress=False)
+    assert (precious / "notes.txt").read_text() == "keep me"
 
 
 def write_data_dir(path, rows_by_split):

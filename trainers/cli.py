@@ -118,7 +118,7 @@ def eval_command(
 
 def _train_options(
     kind: str, data: List[Path], out: Path, policy: List[str], base: Optional[str], epochs: int, batch_size: int,
-    learning_rate: float, max_length: int, mlm_weight: float, adv_weight: float, adv_epsilon: float, patience: int,
+    learning_rate: float, head_lr_multiplier: float, max_length: int, mlm_weight: float, adv_weight: float, adv_epsilon: float, patience: int,
     eval_every: Optional[int], seed: int, truncate: bool, overwrite: bool, as_json: bool,
 ) -> None:
     from trainers.data import load_splits, only_policies, policy_names, resolve_policies
@@ -126,6 +126,7 @@ def _train_options(
 
     config = make_config(
         kind=kind, base_model=base, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+        head_lr_multiplier=head_lr_multiplier,
         max_length=max_length, mlm_weight=mlm_weight, adv_weight=adv_weight, adv_epsilon=adv_epsilon,
         patience=patience, eval_every=eval_every, seed=seed, truncate=truncate,
     )
@@ -176,6 +177,7 @@ def train_single(
     epochs: int = typer.Option(3, help="Passes over the training data."),
     batch_size: int = typer.Option(16, help="Examples per optimizer step."),
     learning_rate: float = typer.Option(5e-5, "--lr", help="Peak AdamW learning rate (linear warm-up and decay)."),
+    head_lr_multiplier: float = typer.Option(10.0, help="Learning-rate factor for the pooler and classification head."),
     max_length: int = typer.Option(128, help="Token limit for instruction + text."),
     mlm_weight: float = typer.Option(0.0, help="Weight of the masked-LM term (0 = off)."),
     adv_weight: float = typer.Option(0.0, help="Weight of the adversarial embedding term (0 = off)."),
@@ -188,7 +190,7 @@ def train_single(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (progress goes to stderr)."),
 ) -> None:
     """Fine-tune a single-policy guard. Rerun the same command after an interruption to resume."""
-    _train_options("single", [data], out, [policy], base, epochs, batch_size, learning_rate, max_length, mlm_weight,
+    _train_options("single", [data], out, [policy], base, epochs, batch_size, learning_rate, head_lr_multiplier, max_length, mlm_weight,
                    adv_weight, adv_epsilon, patience, eval_every, seed, truncate, overwrite, as_json)
 
 
@@ -201,6 +203,7 @@ def train_multitask(
     epochs: int = typer.Option(3, help="Passes over the training data."),
     batch_size: int = typer.Option(16, help="Examples per optimizer step."),
     learning_rate: float = typer.Option(5e-5, "--lr", help="Peak AdamW learning rate (linear warm-up and decay)."),
+    head_lr_multiplier: float = typer.Option(10.0, help="Learning-rate factor for the pooler and classification head."),
     max_length: int = typer.Option(128, help="Token limit for instruction + text."),
     mlm_weight: float = typer.Option(0.0, help="Weight of the masked-LM term on the instruction-augmented input (0 = off)."),
     adv_weight: float = typer.Option(0.0, help="Weight of the adversarial embedding term (0 = off)."),
@@ -213,7 +216,7 @@ def train_multitask(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (progress goes to stderr)."),
 ) -> None:
     """Train MultiTaskGuard: one guard on all policies at once, each policy's text as the instruction."""
-    _train_options("multitask", data, out, policy, base, epochs, batch_size, learning_rate, max_length, mlm_weight,
+    _train_options("multitask", data, out, policy, base, epochs, batch_size, learning_rate, head_lr_multiplier, max_length, mlm_weight,
                    adv_weight, adv_epsilon, patience, eval_every, seed, truncate, overwrite, as_json)
 
 

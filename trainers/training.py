@@ -417,15 +417,19 @@ def _parameter_groups(trainable: nn.Module, config: TrainConfig) -> list[dict]:
 
 
 def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """Resume into a checkpointed directory; replace a finished guard only with --overwrite; never
+    delete a directory that is not a guard (a mistyped --out must not lose anyone's files)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: exists and is not a directory; choose another --out")
-    finished = (out_dir / GUARD_META_FILE).is_file() and _checkpoint_dir(out_dir) is None
-    if finished or (out_dir.is_dir() and any(out_dir.iterdir()) and _checkpoint_dir(out_dir) is None):
-        if not overwrite:
-            raise UserError(f"{out_dir}: already holds files (a trained guard?); pass --overwrite to replace it, or choose another --out")
+    has_files = out_dir.is_dir() and any(out_dir.iterdir())
+    resumable = _checkpoint_dir(out_dir) is not None
+    is_guard = (out_dir / GUARD_META_FILE).is_file() or resumable
+    if has_files and not is_guard:
+        raise UserError(f"{out_dir}: holds files that are not a uniguard guard; refusing to write there — choose a new or empty --out")
+    if has_files and overwrite:
         shutil.rmtree(out_dir)
-    elif overwrite and out_dir.exists():
-        shutil.rmtree(out_dir)
+    elif has_files and not resumable:
+        raise UserError(f"{out_dir}: already holds a trained guard; pass --overwrite to replace it, or choose another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
 
 
