@@ -36,9 +36,9 @@ class Plan:
 
 
 PLANS = {
-    "default": Plan(policies=None, n=200, epochs=2, max_length=128, budget=40, workers=2, devset_rows=200, judge_rows=30),
+    "default": Plan(policies=None, n=160, epochs=2, max_length=128, budget=40, workers=2, devset_rows=120, judge_rows=20),
     "fast": Plan(policies=("prompt_injection", "violence_weapons", "pii_disclosure"), n=80, epochs=1, max_length=128,
-                 budget=12, workers=2, devset_rows=40, judge_rows=6),
+                 budget=12, workers=2, devset_rows=30, judge_rows=4),
 }
 
 
@@ -233,15 +233,15 @@ def _score_everything(scorer, test, dev: dict, policy_map) -> dict:
 
 
 def _latency(guard, test) -> float:
-    """Milliseconds per example, batch 1, fastest of 5 over 10 short test prompts."""
+    """Milliseconds per example, batch 1, fastest of 3 passes over 5 test prompts."""
     policy_name = test[0].policy
     from synth.policy import load_policy
 
     policy = load_policy(policy_name)
-    texts = [e.text for e in test[:10]]
+    texts = [e.text for e in test[:5]]
     guard.score(texts[:2], policy)  # warm-up
     best = float("inf")
-    for _ in range(5):
+    for _ in range(3):
         started = time.perf_counter()
         for text in texts:
             guard.score([text], policy)
