@@ -82,7 +82,8 @@ def plot_front(run_dir: Path, entries: Sequence[dict], front: Sequence[dict]) ->
     ax.plot(mb(front), [e["f1"] for e in front], "-o", color="crimson", lw=1.5, ms=7, mfc="none", label="Pareto front")
     for e in _labelled(entries):
         ax.scatter([e["size_bytes"] / 1e6], [e["f1"]], marker="*", s=120, color="orange", edgecolor="black", zorder=5)
-        ax.annotate(e["label"], (e["size_bytes"] / 1e6, e["f1"]), textcoords="offset points", xytext=(5, -10), fontsize=7)
+        ax.annotate(e["label"], (e["size_bytes"] / 1e6, e["f1"]), textcoords="offset points", xytext=(-6, 4),
+                    ha="right", fontsize=7)
     fig.colorbar(scatter, ax=ax, label="latency (ms / example)")
     ax.set_xlabel("model size (MB, model.safetensors)")
     ax.set_ylabel("held-out macro F1 (validation scoring half)")
