@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from engine.recipe import Recipe
 from uniguard.errors import UserError
+from uniguard.io import read_yaml_mapping
 
 # Methods with the same name and meaning in both tools.
 SHARED_METHODS = (
@@ -41,14 +40,7 @@ class MergeConfig:
 
 def load_merge_config(path: str | Path) -> MergeConfig:
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: merge config not found; check the path")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(raw, dict):
-        raise UserError(f"{path}: a merge config must be a mapping (uniguard: base_model/models/recipe; mergekit: merge_method/models)")
+    raw = read_yaml_mapping(path, "merge config (uniguard: base_model/models/recipe; mergekit: merge_method/models)")
     config = _from_mergekit(raw, path) if "merge_method" in raw else _from_uniguard(raw, path)
     return MergeConfig(_resolve(config.base_model, path), tuple(_resolve(m, path) for m in config.models), config.recipe)
 

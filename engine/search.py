@@ -24,6 +24,7 @@ from engine.space import SearchSpace, SpaceConfig
 from engine.strategies import StrategyConfig, make_strategy
 from fitness.evaluator import FitnessSettings
 from uniguard.errors import UserError, format_validation_error
+from uniguard.io import atomic_write_text, read_yaml_mapping
 
 MAX_ATTEMPTS = 3  # per recipe, across worker deaths
 MAX_CONSECUTIVE_REPEATS = 200  # strategy proposals already evaluated, before the space counts as exhausted
@@ -68,15 +69,11 @@ class SearchConfig(BaseModel):
 def load_search_config(path: str | Path, pool_dir: str | Path | None = None) -> SearchConfig:
     """Read a search YAML; relative paths resolve against `pool_dir` (if given) or the file's folder."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: search config not found; check the path")
     if pool_dir is not None and not Path(pool_dir).is_dir():
         raise UserError(f"--pool {pool_dir}: not a directory; build one with `python -m experiments.smoke_pool {pool_dir}`")
+    raw = read_yaml_mapping(path, "search config")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         config = SearchConfig.model_validate(raw)
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({exc})") from None
     except ValidationError as exc:
         raise UserError(f"{path}: invalid search config:\n{format_validation_error(exc)}") from None
     root = Path(pool_dir) if pool_dir is not None else path.parent
@@ -241,6 +238,4 @@ def _pin_config(run_dir: Path, config: SearchConfig) -> None:
         raise UserError(f"{run_dir} holds a search with a different config ({pinned}); use a new --out directory "
                         "or rerun with the same config to resume")
     if not pinned.exists():
-        from uniguard.io import atomic_write_text
-
         atomic_write_text(pinned, text)

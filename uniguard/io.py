@@ -75,3 +75,19 @@ def iter_jsonl(path: str | Path, *, tolerate_torn_tail: bool = False) -> Iterato
 
 def read_jsonl(path: str | Path, **kwargs: Any) -> list[dict]:
     return list(iter_jsonl(path, **kwargs))
+
+
+def read_yaml_mapping(path: str | Path, what: str) -> dict:
+    """A YAML file that must hold a mapping; missing files, bad syntax and other shapes are user errors."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: {what} not found; check the path")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({exc}); fix the syntax") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: a {what} must be a YAML mapping of fields, got {type(raw).__name__}")
+    return raw
