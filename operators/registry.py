@@ -31,8 +31,8 @@ class Param:
     """One operator parameter.
 
     `per_model` parameters are lists with one value per candidate (`weights`); the others are
-    scalars. `low`/`high` bound numeric values (inclusive) and are the search range; `searchable`
-    marks parameters the engine may tune (seeds and switches are not searched).
+    scalars. `low`/`high` bound numeric values (inclusive); `search` narrows the range the engine
+    explores; `searchable` marks parameters the engine may tune (seeds and switches are not).
     """
 
     name: str
@@ -43,6 +43,11 @@ class Param:
     per_model: bool = False
     searchable: bool = True
     help: str = ""
+    search: tuple[float, float] | None = None  # the range the engine searches, when narrower than [low, high]
+
+    @property
+    def search_range(self) -> tuple[float, float]:
+        return self.search if self.search is not None else (float(self.low), float(self.high))
 
     def check(self, operator: str, value: Any) -> Any:
         values = value if self.per_model else [value]

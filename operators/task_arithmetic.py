@@ -21,11 +21,13 @@ from operators.sparsify import (
     KEEP_ALL, KeepRule, MagnitudeIndex, TaskVectorContext, magnitude_band, magnitude_topk, random_drop, ranked_random_drop,
 )
 
-WEIGHTS = Param("weights", float, default=1.0, low=-4.0, high=4.0, per_model=True, help="weight of each task vector")
-DENSITY = Param("density", float, default=0.5, low=0.0, high=1.0, help="fraction of each task vector kept")
-LAMBDA = Param("lambda_", float, default=1.0, low=0.0, high=4.0, help="scale of the merged task vector")
-GAMMA = Param("gamma", float, default=0.01, low=0.0, high=0.5, help="fraction of largest-magnitude outliers dropped")
-EPSILON = Param("epsilon", float, default=0.1, low=0.0, high=0.5, help="spread of DELLA keep probabilities around density")
+WEIGHTS = Param("weights", float, default=1.0, low=-4.0, high=4.0, per_model=True, search=(0.0, 1.0),
+                help="weight of each task vector")
+DENSITY = Param("density", float, default=0.5, low=0.0, high=1.0, search=(0.1, 1.0), help="fraction of each task vector kept")
+LAMBDA = Param("lambda_", float, default=1.0, low=0.0, high=4.0, search=(0.5, 1.5), help="scale of the merged task vector")
+GAMMA = Param("gamma", float, default=0.01, low=0.0, high=0.5, search=(0.0, 0.1), help="fraction of largest-magnitude outliers dropped")
+EPSILON = Param("epsilon", float, default=0.1, low=0.0, high=0.5, search=(0.0, 0.2),
+                help="spread of DELLA keep probabilities around density")
 SEED = Param("seed", int, default=0, low=0, high=2**31 - 1, searchable=False, help="seed of random drops")
 BREADCRUMBS_DENSITY = replace(DENSITY, default=0.9)
 RESCALE = Param("rescale", bool, default=True, searchable=False, help="rescale survivors by 1 / keep probability")
