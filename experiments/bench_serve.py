@@ -134,6 +134,11 @@ class ServerProcess:
                 time.sleep(0.3)
         raise RuntimeError("server did not start within 300 s")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server process has used (Linux /proc): cost per request, load-independent."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def __exit__(self, *exc) -> None:
         self.process.send_signal(signal.SIGTERM)
         try:
@@ -170,8 +175,15 @@ async def _load(url: str, clients: int, seconds: float) -> dict:
 
 
 def http_benchmark(model: Path, clients: list[int], seconds: float, threads: int, max_wait_ms: float) -> list[dict]:
+    rows = []
     with ServerProcess(model, threads, max_wait_ms) as server:
-        return [asyncio.run(_load(server.url, c, seconds)) for c in clients]
+        for c in clients:
+            cpu_before = server.cpu_seconds()
+            row = asyncio.run(_load(server.url, c, seconds))
+            # includes the 5 warm-up requests; CPU per request does not grow when other processes share the cores
+            row["server_cpu_ms_per_request"] = (server.cpu_seconds() - cpu_before) * 1000 / (row["requests"] + 5)
+            rows.append(row)
+    return rows
 
 
 def f1_change(guard_dir: Path, int8_dir: Path) -> dict:
@@ -230,11 +242,12 @@ def print_report(results: dict) -> None:
           f"({sizes['onnx_int8'] / sizes['pytorch']:.2f}x)")
     for name, lat in results["in_process"].items():
         print(f"in-process guard.check, 1 prompt, {name}: p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms")
-    print("| backend | clients | req/s | p50 ms | p99 ms | errors |")
-    print("|---|---|---|---|---|---|")
+    print("| backend | clients | req/s | p50 ms | p99 ms | server CPU ms/req | errors |")
+    print("|---|---|---|---|---|---|---|")
     for name, rows in results["http"].items():
         for row in rows:
-            print(f"| {name} | {row['clients']} | {row['rps']:.1f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['errors']} |")
+            print(f"| {name} | {row['clients']} | {row['rps']:.1f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | "
+                  f"{row['server_cpu_ms_per_request']:.1f} | {row['errors']} |")
     for torch_row, int8_row in zip(results["http"]["pytorch"], results["http"]["onnx_int8"]):
         print(f"{torch_row['clients']} clients: int8/pytorch throughput {int8_row['rps'] / torch_row['rps']:.2f}x, "
               f"p50 {int8_row['p50_ms'] / torch_row['p50_ms']:.2f}x")

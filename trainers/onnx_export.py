@@ -159,8 +159,10 @@ def _export_search_point(run_dir: Path, out_dir: Path, fmt: str, quantize: Quant
     if quantize == "int8" and fmt == "hf":
         raise UserError("--quantize int8 needs --format onnx (int8 weights run on onnxruntime, not in a safetensors guard)")
     if fmt == "hf":
-        return Path(export_point(run_dir, point, out_dir))
-    with tempfile.TemporaryDirectory(dir=out_dir.parent if out_dir.parent.exists() else None) as tmp:
+        return write_export_dir(out_dir, lambda tmp: export_point(run_dir, point, tmp))
+    if out_dir.exists() and any(out_dir.iterdir()):  # refuse before spending a merge on it
+        raise UserError(f"{out_dir}: already exists and is not empty; choose a new --out directory or remove it first")
+    with tempfile.TemporaryDirectory() as tmp:
         hf_dir = Path(export_point(run_dir, point, Path(tmp) / "hf"))
         return export_onnx(hf_dir, out_dir, quantize)
 
