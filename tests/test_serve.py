@@ -275,7 +275,10 @@ def test_cli_server_finishes_in_flight_requests_on_sigterm(guard_dir):
             process.wait()
 
 
-def test_cli_serve_rejects_a_missing_model(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "uniguard", "serve", "--model", str(tmp_path / "nope")],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and "directory not found" in result.stderr
+def test_cli_serve_rejects_a_missing_model(tmp_path, monkeypatch, capsys):
+    from uniguard.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["uniguard", "serve", "--model", str(tmp_path / "nope")])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2 and "directory not found" in capsys.readouterr().err
