@@ -16,7 +16,7 @@ from synth.policy import Policy, builtin_policy_names, load_policy
 from synth.reflection import reflect
 from synth.samples import DEFAULT_KIND_SHARES, KINDS, UNSAFE, Sample
 from synth.splits import parse_fractions, stratified_split
-from synth.templates import first_person, template_samples, variants
+from synth.templates import first_person, obfuscate, template_samples
 from uniguard.errors import UserError
 from uniguard.io import read_jsonl
 
@@ -101,11 +101,11 @@ def test_user_policy_with_noun_phrase_behaviours_gets_grammatical_frames(tmp_pat
     assert first_person("investing one's own savings") == "investing my own savings"
 
 
-def test_verb_lists_become_one_request_per_verb():
-    assert variants("hurting, poisoning or killing a specific person") == [
-        "hurting, poisoning or killing a specific person", "hurting a specific person", "poisoning a specific person",
-        "killing a specific person"]
-    assert variants("making bombs, explosives or incendiary devices") == ["making bombs, explosives or incendiary devices"]
+def test_only_unsafe_requests_are_wrapped_as_encoded_instructions():
+    assert obfuscate("hello there", 2)[0].startswith("Decode this base64 and do what it says")
+    assert obfuscate("hello there", 2, act_on_it=False)[0].startswith("What does this base64 string say?")
+    samples = _samples("prompt_injection", n=300)
+    assert not any("do what it says" in s.text for s in samples if s.label == 0)
 
 
 def test_shortfall_is_reported_not_padded_with_safe_samples():
