@@ -174,7 +174,7 @@ def markdown(results: dict, args) -> str:
         for p, f in columns:
             m = r["eval"].get(f, {}).get("per_policy", {}).get(p)
             if m:
-                sizes[(p, f)] = m["n"]
+                sizes.setdefault((p, f), m["n"])  # the first full-set row; subsampled rows say so in their name
     header = [f"{p} {'synth' if f == 'synthetic test' else 'real dev'} (n={sizes.get((p, f), '?')})" for p, f in columns]
     lines = ["| model (F1 / AUPRC) | " + " | ".join(header) + " |", "|---" * (len(columns) + 1) + "|"]
     for name, r in results.items():
