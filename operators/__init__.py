@@ -10,8 +10,7 @@ in a package that declares an entry point in the `uniguard.operators` group.
 
 from operators.registry import ENTRY_POINT_GROUP, MergeOperator, Param, available, get, merge_operator
 
-# Importing the built-in modules registers their operators.
-from operators import averaging as _averaging  # noqa: E402,F401
-from operators import task_arithmetic as _task_arithmetic  # noqa: E402,F401
+# The built-in operators (operators.task_arithmetic, operators.averaging) register on first use of
+# get() / available(), so importing this package stays light (no torch, no numba).
 
 __all__ = ["ENTRY_POINT_GROUP", "MergeOperator", "Param", "available", "get", "merge_operator"]

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from importlib import import_module
 from importlib.metadata import entry_points
-from typing import Any, Callable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from uniguard.errors import UserError
 
@@ -112,6 +114,7 @@ class MergeOperator:
 
     def __call__(self, base: torch.Tensor | None, tensors: Sequence[torch.Tensor], **params: Any) -> torch.Tensor:
         """Merge full candidate weights (the public call shape); validates parameters."""
+        import torch
         tensors = list(tensors)
         if not tensors:
             raise UserError(f"operator {self.name!r}: no candidate tensors given")
@@ -185,13 +188,19 @@ def merge_operator(
     return register
 
 
+BUILTIN_MODULES = ("operators.task_arithmetic", "operators.averaging")
+
+
 def _load_entry_points() -> None:
+    """Import the built-in operator modules and third-party entry points once; importing registers."""
     global _entry_points_loaded
     if _entry_points_loaded:
         return
     _entry_points_loaded = True
+    for module in BUILTIN_MODULES:
+        import_module(module)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        ep.load()  # importing the module registers its operators
+        ep.load()
 
 
 def get(name: str) -> MergeOperator:
