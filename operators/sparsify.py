@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 DENSITY_STEPS = 1000
@@ -35,12 +36,15 @@ class MagnitudeIndex:
     @classmethod
     def build(cls, delta: torch.Tensor) -> "MagnitudeIndex":
         n = delta.numel()
-        descending = delta.detach().abs().flatten().float().sort(descending=True).values
+        # One float32 copy sorted in place (numpy's SIMD sort, no index array): the only transient.
+        ascending = np.abs(delta.detach().float().reshape(-1).numpy())
+        ascending.sort()
         if n <= EXACT_INDEX_MAX:
             counts = torch.arange(1, n + 1, dtype=torch.int64)
         else:
             counts = torch.clamp(torch.arange(1, DENSITY_STEPS + 1, dtype=torch.int64) * n // DENSITY_STEPS, min=1)
-        return cls(numel=n, counts=counts, table=descending[counts - 1].clone())
+        table = torch.from_numpy(ascending[n - counts.numpy()].copy())  # the k-th largest is ascending[n - k]
+        return cls(numel=n, counts=counts, table=table)
 
     def count(self, fraction: float) -> int:
         """How many entries a fraction of this tensor is (rounded down, as mergekit does)."""
