@@ -72,7 +72,10 @@ def in_memory(base: Path, candidates: list[Path], repeats: int) -> dict:
     from engine.merge import merge_state_dict
     from engine.pool import ModelPool
 
-    rss_before = _current_rss()  # interpreter + torch + numba, before any model is read
+    from operators.task_arithmetic import generalized_task_arithmetic
+
+    generalized_task_arithmetic(torch.zeros(8), torch.ones(2, 8), [1.0, 1.0])  # load the compiled kernel (JIT memory)
+    rss_before = _current_rss()  # interpreter + torch + numba + kernel, before any model is read
     start = time.perf_counter()
     pool = ModelPool.load(base, candidates)
     loaded = time.perf_counter()
