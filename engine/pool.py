@@ -117,9 +117,6 @@ class ModelPool:
             self._contexts[name] = TaskVectorContext(self.task_vectors[name])
         return self._contexts[name]
 
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.base.values()) * (1 + self.num_candidates)
-
 
 def _check_finite(name: str, tensor: torch.Tensor, model_dir: Path) -> None:
     if tensor.is_floating_point() and not torch.isfinite(tensor).all():

@@ -103,7 +103,8 @@ class Recipe(BaseModel):
         return params
 
     def check_against(self, num_candidates: int, num_layers: int) -> None:
-        """Validate slot counts, candidate counts, layers and operator parameters against a pool."""
+        """Validate slot counts, candidate counts, layers and anchor against a pool (operator parameters
+        are validated per slot where the merge uses them)."""
         num_slots = num_layers + 2
         for field_name, rows in (("weights", self.weights), ("density", self.density)):
             if len(rows) not in (0, 1, num_slots):
@@ -118,9 +119,6 @@ class Recipe(BaseModel):
             raise UserError(f"recipe layers: {max(self.layers)} does not exist; the model has layers 0..{num_layers - 1}")
         if self.anchor >= num_candidates:
             raise UserError(f"recipe anchor: {self.anchor} is not a candidate index (0..{num_candidates - 1})")
-        op = operators.get(self.operator)
-        for slot in range(num_slots):
-            op.validate(num_candidates, self.operator_params(slot))
 
     # -- identity and serialisation ---------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

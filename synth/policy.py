@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from uniguard.errors import UserError, format_validation_error
+from uniguard.io import read_yaml_mapping
 
 BUILTIN_DIR = Path(__file__).parent / "policies"
 
@@ -75,14 +75,7 @@ def load_policies(names_or_paths: list[str] | tuple[str, ...]) -> list[Policy]:
 
 
 def _load_policy_file(path: Path) -> Policy:
-    if not path.is_file():
-        raise UserError(f"{path}: policy file not found; check the path")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({exc}); fix the syntax") from None
-    if not isinstance(raw, dict):
-        raise UserError(f"{path}: a policy must be a YAML mapping with name, description, disallowed, allowed")
+    raw = read_yaml_mapping(path, "policy (name, description, disallowed, allowed)")
     try:
         return Policy.model_validate(raw)
     except ValidationError as exc:
