@@ -33,6 +33,8 @@ class Plan:
     devset_rows: int  # per real dev set, class-balanced subsample
     judge_rows: int  # per policy and per dev set for the (slow) zero-shot LLM judge
     seed: int = 0
+    base_model: str | None = None  # None = the offline MiniLM; any Hugging Face encoder directory or hub id
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train / validation / test shares of the synthetic data
 
 
 PLANS = {
@@ -87,13 +89,14 @@ def run_quickstart(out: Path, fast: bool = False, say: Callable[[str], None] = p
     return report
 
 
-def _synth(policies: list[str], plan: Plan, data: Path) -> dict:
+def _synth(policies: list[str], plan: Plan, data: Path, backend=None) -> dict:
     from synth.generate import BackendSpec, SynthSettings, run_synthesis
     from synth.policy import load_policies
 
-    # The template backend: the one that runs in minutes on 2 CPU cores (see the README's synth section
-    # for what model rewriting adds and costs).
-    report = run_synthesis(load_policies(policies), BackendSpec("template"), SynthSettings(n=plan.n, seed=plan.seed), data)
+    # Default: the template backend, the one that runs in minutes on 2 CPU cores (see the README's
+    # synth section for what model rewriting adds and costs).
+    backend = backend or BackendSpec("template")
+    report = run_synthesis(load_policies(policies), backend, SynthSettings(n=plan.n, seed=plan.seed, fractions=plan.split), data)
     return {"counts": report.get("counts"), "dir": str(data)}
 
 
@@ -103,40 +106,42 @@ def _train(plan: Plan, data: Path, out_dir: Path, policies: list[str]) -> str:
 
     kind = "single" if len(policies) == 1 else "multitask"
     split = {name: only_policies(load_split(data, name), policies) for name in ("train", "validation", "test")}
-    config = make_config(kind=kind, epochs=plan.epochs, max_length=plan.max_length, seed=plan.seed, truncate=True)
+    config = make_config(kind=kind, base_model=plan.base_model, epochs=plan.epochs, max_length=plan.max_length,
+                         seed=plan.seed, truncate=True)
     train_guard(config, split["train"], split["validation"], resolve_policies(policies, policies), out_dir,
                 test=split["test"], overwrite=False)
     return str(out_dir)
 
 
-def search_config(plan: Plan, guards: dict[str, Path], data: Path):
+def search_config(plan: Plan, guards: dict[str, Path], data: Path, strategy: str = "TwoPointsDE",
+                  weight_groups: int | str = 2):
     from engine.search import DataConfig, PoolConfig, SearchConfig
     from engine.space import SpaceConfig
     from engine.strategies import StrategyConfig
     from fitness.evaluator import FitnessSettings
-    from uniguard.assets import default_base_model_dir
+    from uniguard.assets import resolve_model
 
     names = list(guards)
     return SearchConfig(
-        pool=PoolConfig(base=str(default_base_model_dir()), candidates=tuple(str(guards[n]) for n in names),
+        pool=PoolConfig(base=resolve_model(plan.base_model), candidates=tuple(str(guards[n]) for n in names),
                         names=tuple(names), multitask="multitask"),
         data=DataConfig(validation=str(data / "validation.jsonl")),
-        space=SpaceConfig(operators=("ties", "dare_ties", "task_arithmetic", "linear", "della"), weight_groups=2,
+        space=SpaceConfig(operators=("ties", "dare_ties", "task_arithmetic", "linear", "della"), weight_groups=weight_groups,
                           scopes=("all", "all_but_head"), layers="search", dtypes=("float32", "float16"),
                           anchor=names.index("multitask"), seed=plan.seed),
-        strategy=StrategyConfig(name="TwoPointsDE", seed=plan.seed),
+        strategy=StrategyConfig(name=strategy, seed=plan.seed),
         fitness=FitnessSettings(racing=(0.25, 0.5, 1.0), max_length=plan.max_length, seed=plan.seed),
         budget=plan.budget, workers=plan.workers,
     )
 
 
-def _search(plan: Plan, guards: dict[str, Path], data: Path, run_dir: Path) -> dict:
+def _search(plan: Plan, guards: dict[str, Path], data: Path, run_dir: Path, address: str | None = None, **space) -> dict:
     import ray
 
     from engine.search import run_search
 
     try:
-        entries = run_search(search_config(plan, guards, data), run_dir, progress=True)
+        entries = run_search(search_config(plan, guards, data, **space), run_dir, address=address, progress=True)
     finally:
         ray.shutdown()
     return {"evaluated": len(entries), "run_dir": str(run_dir)}
@@ -183,35 +188,57 @@ def _subsample(rows: list[dict], k: int, seed: int) -> list[dict]:
 
 def _evaluate(plan: Plan, policies: list[str], guards: dict[str, Path], exports: dict, data: Path, out: Path) -> dict:
     """F1 (and AUPRC, FPR) of every model on the synthetic test split and the offline real dev sets."""
-    from trainers.baselines import LLMJudge, TfidfBaseline
-    from trainers.data import Example, load_split, resolve_policies
-    from trainers.devsets import devset_names, load_devset
-    from trainers.guard import Guard
+    from trainers.data import load_split, resolve_policies
 
     policy_map = resolve_policies(policies, policies)
     test = load_split(data, "test")
+    dev = dev_examples(plan, policy_map)
+    models = {f"guard:{p}": guards[p] for p in policies} | {"MultiTaskGuard": guards["multitask"]}
+    models |= {"uniform average": exports["uniform_average"]["dir"], "TIES defaults": exports["ties_defaults"]["dir"],
+               "UniGuard (searched)": exports["uniguard"]["dir"], "UniGuard (smallest)": exports["uniguard_smallest"]["dir"]}
+    results = {label: guard_results(model_dir, test, dev, policy_map) for label, model_dir in models.items()}
+    return results | baseline_results(plan, data, test, dev, policy_map)
+
+
+def dev_examples(plan: Plan, policy_map) -> dict:
+    """Each offline real dev set's rows for these policies, a class-balanced subsample of plan.devset_rows."""
+    from trainers.data import Example
+    from trainers.devsets import devset_names, load_devset
+
     dev = {}
     for name in devset_names():
         rows = [r for r in load_devset(name, plan.seed) if r["policy"] in policy_map]
         if rows:
             dev[name] = [Example(r["text"], r["label"], r["policy"]) for r in _subsample(rows, plan.devset_rows, plan.seed)]
-    models = {f"guard:{p}": guards[p] for p in policies} | {"MultiTaskGuard": guards["multitask"]}
-    models |= {"uniform average": exports["uniform_average"]["dir"], "TIES defaults": exports["ties_defaults"]["dir"],
-               "UniGuard (searched)": exports["uniguard"]["dir"], "UniGuard (smallest)": exports["uniguard_smallest"]["dir"]}
-    results: dict[str, dict] = {}
-    for label, model_dir in models.items():
-        guard = Guard.load(model_dir)
-        results[label] = _score_everything(guard, test, dev, policy_map)
-        results[label]["size_bytes"] = (Path(model_dir) / "model.safetensors").stat().st_size
-        results[label]["latency_ms"] = _latency(guard, test)
+    return dev
+
+
+def guard_results(model_dir, test, dev: dict, policy_map) -> dict:
+    from trainers.guard import Guard
+
+    guard = Guard.load(model_dir)
+    results = _score_everything(guard, test, dev, policy_map)
+    results["size_bytes"] = (Path(model_dir) / "model.safetensors").stat().st_size
+    results["latency_ms"] = _latency(guard, test)
+    return results
+
+
+def baseline_results(plan: Plan, data: Path, test, dev: dict, policy_map) -> dict:
+    """TF-IDF + logistic regression on the same training data, and the zero-shot LLM judge on a
+    per-policy sample of plan.judge_rows (skipped when judge_rows is 0)."""
+    from trainers.baselines import LLMJudge, TfidfBaseline
+    from trainers.data import load_split
+
     train, validation = load_split(data, "train"), load_split(data, "validation")
-    results["TF-IDF + logistic regression"] = _score_everything(TfidfBaseline().fit(train, validation), test, dev, policy_map)
-    judge = LLMJudge()
-    judge.calibrate(_per_policy_sample(validation, plan.judge_rows, plan.seed), policy_map)
-    judge_test = _per_policy_sample(test, plan.judge_rows, plan.seed)
-    judge_dev = {name: _per_policy_sample(rows, plan.judge_rows, plan.seed) for name, rows in dev.items()}
-    results["zero-shot LLM judge (SmolLM2-135M)"] = _score_everything(judge, judge_test, judge_dev, policy_map)
-    results["zero-shot LLM judge (SmolLM2-135M)"]["note"] = f"{plan.judge_rows} examples per policy and per dev set"
+    results = {"TF-IDF + logistic regression": _score_everything(TfidfBaseline().fit(train, validation), test, dev, policy_map)}
+    if plan.judge_rows:
+        judge = LLMJudge()
+        judge.calibrate(_per_policy_sample(validation, plan.judge_rows, plan.seed), policy_map)
+        judge_test = _per_policy_sample(test, plan.judge_rows, plan.seed)
+        judge_dev = {name: _per_policy_sample(rows, plan.judge_rows, plan.seed) for name, rows in dev.items()}
+        label = "zero-shot LLM judge (SmolLM2-135M)"
+        results[label] = _score_everything(judge, judge_test, judge_dev, policy_map)
+        results[label]["note"] = f"{plan.judge_rows} examples per policy and per dev set"
     return results
 
 
