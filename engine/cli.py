@@ -85,28 +85,30 @@ def pareto(
 
 
 def _print_front(run_dir: Path, entries: list[dict], as_json: bool) -> None:
-    from engine.pareto import pareto_front
+    from engine.pareto import pareto_front, with_variants
 
-    front = pareto_front(entries)
+    front = pareto_front(with_variants(run_dir, entries))
     raced = [e for e in entries if e.get("raced_out")]
     saved = sum(e["full_forwards"] - e["forwards"] for e in entries)
     if as_json:
         typer.echo(json.dumps({"run_dir": str(run_dir), "evaluated": len(entries), "raced_out": len(raced),
                                "forwards_saved": saved, "points": [
                                    {"point": k, "hash": e["hash"], "label": e.get("label"), "f1": e["f1"],
-                                    "size_bytes": e["size_bytes"], "latency_ms": e["latency_ms"], "recipe": e["recipe"]}
+                                    "size_bytes": e["size_bytes"], "latency_ms": e["latency_ms"], "recipe": e["recipe"],
+                                    "format": e.get("format", "hf")}
                                    for k, e in enumerate(front)]}))
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("point", "F1", "size MB", "ms/example", "operator", "layers", "dtype", "label",
+    table = Table("point", "F1", "size MB", "ms/example", "operator", "layers", "dtype", "format", "label",
                   title=f"Pareto front of {run_dir} ({len(entries)} evaluated, {len(raced)} raced out, "
                         f"{saved} example-forwards saved by racing)")
     for k, e in enumerate(front):
         r = e["recipe"]
         table.add_row(str(k), f"{e['f1']:.4f}", f"{e['size_bytes'] / 1e6:.2f}", f"{e['latency_ms']:.2f}", r["operator"],
-                      "all" if r["layers"] is None else ",".join(map(str, r["layers"])), r["dtype"], e.get("label") or "")
+                      "all" if r["layers"] is None else ",".join(map(str, r["layers"])), r["dtype"], e.get("format", "hf"),
+                      e.get("label") or "")
     Console().print(table)
     typer.echo(f"plots: {run_dir / 'pareto.png'}, {run_dir / 'pareto.html'}; export a point with "
                f"`uniguard export {run_dir} --point K --out DIR`")

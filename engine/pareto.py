@@ -46,12 +46,22 @@ def hypervolume(entries: Sequence[dict], size_ref: float, latency_ref: float) ->
     return volume
 
 
+def with_variants(run_dir: Path, entries: Sequence[dict]) -> list[dict]:
+    """The journal's entries plus the run's measured deployment variants (e.g. int8 ONNX exports)."""
+    from engine.variants import load_variants
+
+    return [*entries, *load_variants(run_dir)]
+
+
 def write_front(run_dir: Path, entries: Sequence[dict]) -> list[dict]:
-    """pareto.json (each point: recipe, objectives, hash), pareto.png and interactive pareto.html."""
+    """pareto.json (each point: recipe, objectives, hash; a variant also its format), pareto.png and
+    interactive pareto.html, over the journal's `entries` and the run's deployment variants."""
+    entries = with_variants(run_dir, entries)
     front = pareto_front(entries)
     points = [
         {"point": k, "hash": e["hash"], "label": e.get("label"), "f1": e["f1"], "size_bytes": e["size_bytes"],
-         "latency_ms": e["latency_ms"], "per_policy": e["per_policy"], "thresholds": e["thresholds"], "recipe": e["recipe"]}
+         "latency_ms": e["latency_ms"], "per_policy": e["per_policy"], "thresholds": e["thresholds"], "recipe": e["recipe"],
+         **({"format": e["format"], "variant_of": e["variant_of"]} if e.get("format") else {})}
         for k, e in enumerate(front)
     ]
     write_json(run_dir / "pareto.json", {"objectives": {"f1": "max", "size_bytes": "min", "latency_ms": "min"},
@@ -61,7 +71,8 @@ def write_front(run_dir: Path, entries: Sequence[dict]) -> list[dict]:
 
 
 def _labelled(entries: Sequence[dict]) -> list[dict]:
-    return [e for e in entries if e.get("label")]
+    """The known-good baselines the search evaluated first (variants get their own marker)."""
+    return [e for e in entries if e.get("label") and not e.get("format")]
 
 
 def plot_front(run_dir: Path, entries: Sequence[dict], front: Sequence[dict]) -> None:
@@ -80,6 +91,12 @@ def plot_front(run_dir: Path, entries: Sequence[dict], front: Sequence[dict]) ->
     if raced:
         ax.scatter(mb(raced), [e["f1"] for e in raced], marker="x", color="grey", s=14, alpha=0.5, label="raced out (partial F1)")
     ax.plot(mb(front), [e["f1"] for e in front], "-o", color="crimson", lw=1.5, ms=7, mfc="none", label="Pareto front")
+    variants = [e for e in entries if e.get("format")]
+    if variants:
+        ax.scatter(mb(variants), [e["f1"] for e in variants], marker="D", s=60, color="deepskyblue", edgecolor="black",
+                   zorder=6, label="deployment variant (e.g. int8 ONNX)")
+        for e in variants:
+            ax.annotate(e["format"], (e["size_bytes"] / 1e6, e["f1"]), textcoords="offset points", xytext=(6, -10), fontsize=7)
     for e in _labelled(entries):
         ax.scatter([e["size_bytes"] / 1e6], [e["f1"]], marker="*", s=120, color="orange", edgecolor="black", zorder=5)
         ax.annotate(e["label"], (e["size_bytes"] / 1e6, e["f1"]), textcoords="offset points", xytext=(-6, 4),

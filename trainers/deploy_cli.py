@@ -67,15 +67,30 @@ def export(
     format: ExportFormat = typer.Option(ExportFormat.hf, "--format", help="hf: safetensors guard; onnx: ONNX graph for onnxruntime."),
     quantize: Quantize = typer.Option(Quantize.none, help="int8: onnxruntime dynamic quantisation (needs --format onnx)."),
     point: Optional[int] = typer.Option(None, help="Index of the Pareto-front point to export (search run directories only)."),
+    add_to_front: bool = typer.Option(False, help="With a run's --point and --format onnx --quantize int8: measure the int8 "
+                                      "guard as the search measures merges and add it to the run's Pareto front."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Export a guard (or a Pareto point of a search run) as a Hugging Face or ONNX guard directory."""
+    from engine.variants import add_variant, check_variant_export, front_point
     from trainers.onnx_export import directory_bytes, export_guard
 
+    from_run = point is not None and (source / "pareto.json").is_file()
+    if add_to_front and not (from_run and (format.value, quantize.value) == ("onnx", "int8")):
+        raise UserError("--add-to-front: needs a search run directory as SOURCE, --point K, --format onnx and --quantize int8")
+    if from_run:
+        check_variant_export(source, point, format.value, quantize.value)
     written = export_guard(source, out, format.value, quantize.value, point)
     result = {"out": str(written), "format": format.value, "quantize": quantize.value, "size_bytes": directory_bytes(written),
               "files": sorted(p.name for p in written.iterdir())}
+    if add_to_front:
+        entry = add_variant(source, front_point(source, point), written)
+        result["front"] = {k: entry[k] for k in ("hash", "f1", "size_bytes", "latency_ms")}
     if as_json:
         typer.echo(json.dumps(result))
     else:
         typer.echo(f"wrote {result['out']} ({format.value}, quantize={quantize.value}, {result['size_bytes'] / 1e6:.1f} MB)")
+        if add_to_front:
+            front = result["front"]
+            typer.echo(f"on the front of {source} as {front['hash']}: F1 {front['f1']:.4f}, "
+                       f"{front['size_bytes'] / 1e6:.1f} MB, {front['latency_ms']:.2f} ms/example (`uniguard pareto {source}`)")
