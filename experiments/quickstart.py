@@ -147,10 +147,13 @@ def _search(plan: Plan, guards: dict[str, Path], data: Path, run_dir: Path, addr
     return {"evaluated": len(entries), "run_dir": str(run_dir)}
 
 
-def _export(run_dir: Path, out: Path) -> dict:
+def _export(run_dir: Path, out: Path, int8: bool = True) -> dict:
     """The front's best-F1 member (UniGuard) and smallest member, plus the fixed merges the search
-    evaluated first (uniform average, TIES defaults), each with its calibrated thresholds."""
+    evaluated first (uniform average, TIES defaults), each with its calibrated thresholds; with `int8`,
+    also UniGuard as an int8 ONNX guard, measured like a merge and put on the run's Pareto front."""
     from engine.export import export_entry
+    from engine.variants import add_variant
+    from trainers.onnx_export import export_onnx
     from engine.journal import Journal
     from engine.pareto import pareto_front
     from engine.pool import ModelPool
@@ -169,9 +172,16 @@ def _export(run_dir: Path, out: Path) -> dict:
     exported = {}
     for name, entry in chosen.items():
         export_entry(run_dir, entry, out / name, pool=pool)
-        exported[name] = {"dir": str(out / name), "hash": entry["hash"], "f1_validation": entry["f1"],
-                          "size_bytes": entry["size_bytes"], "latency_ms": entry["latency_ms"], "recipe": entry["recipe"]}
+        exported[name] = _exported(out / name, entry)
+    if int8:
+        int8_dir = export_onnx(out / "uniguard", out / "uniguard_int8", "int8")
+        exported["uniguard_int8"] = _exported(int8_dir, add_variant(run_dir, chosen["uniguard"], int8_dir))
     return exported
+
+
+def _exported(model_dir: Path, entry: dict) -> dict:
+    return {"dir": str(model_dir), "hash": entry["hash"], "f1_validation": entry["f1"], "size_bytes": entry["size_bytes"],
+            "latency_ms": entry["latency_ms"], "recipe": entry["recipe"]}
 
 
 def _subsample(rows: list[dict], k: int, seed: int) -> list[dict]:
@@ -196,6 +206,8 @@ def _evaluate(plan: Plan, policies: list[str], guards: dict[str, Path], exports:
     models = {f"guard:{p}": guards[p] for p in policies} | {"MultiTaskGuard": guards["multitask"]}
     models |= {"uniform average": exports["uniform_average"]["dir"], "TIES defaults": exports["ties_defaults"]["dir"],
                "UniGuard (searched)": exports["uniguard"]["dir"], "UniGuard (smallest)": exports["uniguard_smallest"]["dir"]}
+    if "uniguard_int8" in exports:
+        models["UniGuard int8 (ONNX)"] = exports["uniguard_int8"]["dir"]
     results = {label: guard_results(model_dir, test, dev, policy_map) for label, model_dir in models.items()}
     return results | baseline_results(plan, data, test, dev, policy_map)
 
@@ -214,11 +226,13 @@ def dev_examples(plan: Plan, policy_map) -> dict:
 
 
 def guard_results(model_dir, test, dev: dict, policy_map) -> dict:
-    from trainers.guard import Guard
+    """A guard's test and dev metrics, the size of its weights file and its batch-1 latency (PyTorch or ONNX)."""
+    from trainers.onnx_export import ONNX_FILE, is_onnx_guard_dir, load_guard
 
-    guard = Guard.load(model_dir)
+    guard = load_guard(model_dir)
+    weights = ONNX_FILE if is_onnx_guard_dir(model_dir) else "model.safetensors"
     results = _score_everything(guard, test, dev, policy_map)
-    results["size_bytes"] = (Path(model_dir) / "model.safetensors").stat().st_size
+    results["size_bytes"] = (Path(model_dir) / weights).stat().st_size
     results["latency_ms"] = _latency(guard, test)
     return results
 

@@ -7,7 +7,7 @@ import html
 import math
 from pathlib import Path
 
-from engine.pareto import pareto_front
+from engine.pareto import pareto_front, with_variants
 from uniguard.io import atomic_write_text
 
 
@@ -57,8 +57,9 @@ def front_table(search: list[dict]) -> str:
     for k, e in enumerate(pareto_front(search)):
         r = e["recipe"]
         rows.append([str(k), _f(e["f1"]), _f(e["size_bytes"] / 1e6, 1), _f(e["latency_ms"], 2), r["operator"],
-                     "all" if r["layers"] is None else ",".join(map(str, r["layers"])), r["scope"], r["dtype"], e.get("label") or ""])
-    return _table(["point", "validation F1", "MB", "ms/example", "operator", "layers", "scope", "dtype", "label"], rows)
+                     "all" if r["layers"] is None else ",".join(map(str, r["layers"])), r["scope"], r["dtype"],
+                     e.get("format", "hf"), e.get("label") or ""])
+    return _table(["point", "validation F1", "MB", "ms/example", "operator", "layers", "scope", "dtype", "format", "label"], rows)
 
 
 def render_report(out: Path, plan, policies: list[str], results: dict, search: list[dict], command: str, python: str) -> Path:
@@ -92,7 +93,7 @@ Dev sets are class-balanced subsamples of {plan.devset_rows} rows; the LLM judge
 {len(search)} recipes evaluated ({raced} raced out early; racing saved {saved} of {saved + spent} example-forwards).
 Best source model on the test split: {best_source[1]} (macro F1 {_f(best_source[0])}); searched UniGuard: {_f(uniguard)}.
 
-{front_table(search)}
+{front_table(with_variants(out / "search", search))}
 
 ![Pareto front](search/pareto.png)
 

@@ -125,7 +125,7 @@ def run_seed(config: StudyConfig, seed: int, out: Path, say: Callable[[str], Non
         arm, run_dir = getattr(config, arm_name), out / "search" / arm_name
         stages.run(f"search_{arm_name}", lambda: _search(plan, guards, data, run_dir, address=config.address,
                                                          strategy=arm.strategy, weight_groups=arm.weight_groups))
-        exports[arm_name] = stages.run(f"export_{arm_name}", lambda: _export(run_dir, out / "exports" / arm_name))
+        exports[arm_name] = stages.run(f"export_{arm_name}", lambda: _export(run_dir, out / "exports" / arm_name, int8=False))
     return stages.run("evaluate", lambda: evaluate_seed(plan, policies, guards, held_out_guard, exports, data, out))
 
 

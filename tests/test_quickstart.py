@@ -14,11 +14,13 @@ def test_quickstart_fast_runs_the_whole_pipeline_and_caches_every_stage(tmp_path
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
     assert first.returncode == 0, first.stderr[-3000:]
     report = (out / "report.md").read_text()
-    for model in ("MultiTaskGuard", "uniform average", "TIES defaults", "UniGuard (searched)", "TF-IDF", "LLM judge"):
+    for model in ("MultiTaskGuard", "uniform average", "TIES defaults", "UniGuard (searched)", "UniGuard int8 (ONNX)", "TF-IDF", "LLM judge"):
         assert model in report
     assert "data:image/png;base64," in (out / "report.html").read_text()
     front = json.loads((out / "search" / "pareto.json").read_text())["points"]
     assert front and all(0.0 <= p["f1"] <= 1.0 for p in front)
+    variants = (out / "search" / "variants.jsonl").read_text()
+    assert '"format": "onnx-int8"' in variants  # the int8 guard was measured as a point of the search's front
     for name in ("uniguard", "uniform_average", "ties_defaults"):
         meta = json.loads((out / "exports" / name / "uniguard.json").read_text())
         assert meta["thresholds"], name  # calibrated thresholds travel with the exported guard
