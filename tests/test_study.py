@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -70,3 +71,10 @@ def test_a_two_seed_study_on_tiny_guards_writes_every_table_and_resumes(tmp_path
                            capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "[start ]" not in again.stderr and (out / "study.md").read_text() == text
+
+
+def test_the_shipped_study_configs_load():
+    root = Path(__file__).parents[1] / "experiments" / "configs"
+    small, large = load_study_config(root / "study.yaml"), load_study_config(root / "study_large.yaml")
+    assert len(small.seeds) >= 3 and small.judge_rows > 0
+    assert large.backend().name == "openai" and large.address == "auto"  # larger scale: only the config differs
