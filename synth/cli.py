@@ -28,6 +28,7 @@ def synth(
     reflect: Optional[bool] = typer.Option(None, "--reflect/--no-reflect", help="Self-reflection: the model re-judges each sample (default: on for openai; off for local, whose 135M judge cannot separate the classes - see experiments/bench_synth.py)."),
     reflect_mode: str = typer.Option("drop", "--reflect-mode", help="drop or relabel confident disagreements."),
     split: str = typer.Option("0.8,0.1,0.1", "--split", help="train,validation,test fractions."),
+    split_by: str = typer.Option("row", "--split-by", help="row: stratified rows; behaviour: validation and test hold whole behaviours training never shows (tests generalisation, not recall of phrasings)."),
     near_dup: float = typer.Option(0.7, "--near-dup", help="Word-trigram Jaccard at or above which two texts are near duplicates."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray address to fan policies out over workers ('local' starts one here)."),
     as_json: bool = typer.Option(False, "--json", help="Print report.json to stdout instead of a summary."),
@@ -42,12 +43,14 @@ def synth(
         raise UserError(f"--backend {backend!r}: choose local, openai or template")
     if reflect_mode not in ("drop", "relabel"):
         raise UserError(f"--reflect-mode {reflect_mode!r}: choose drop or relabel")
+    if split_by not in ("row", "behaviour"):
+        raise UserError(f"--split-by {split_by!r}: choose row or behaviour")
     policies = load_policies(policy)
     spec = BackendSpec(backend, model, base_url, api_key_env, timeout, retries, concurrency, batch_size)  # type: ignore[arg-type]
     settings = SynthSettings(n=n, seed=seed, fractions=parse_fractions(split), rewrite_fraction=rewrite_fraction,
                              write_fraction=write_fraction, translate=backend == "openai" if translate is None else translate,
                              reflect=backend == "openai" if reflect is None else reflect, reflect_mode=reflect_mode,  # type: ignore[arg-type]
-                             near_threshold=near_dup)
+                             near_threshold=near_dup, split_by=split_by)  # type: ignore[arg-type]
     with _progress(enabled=not as_json) as progress:
         report = run_synthesis(policies, spec, settings, out, address=address, progress=progress)
     if as_json:

@@ -25,7 +25,7 @@ from synth.prompts import (LANGUAGE_NAMES, clean_answer, judge_messages, paraphr
 from synth.reflection import ReflectionStats, reflect
 from synth.report import build_report
 from synth.samples import DEFAULT_KIND_SHARES, Sample
-from synth.splits import SPLIT_NAMES, stratified_split
+from synth.splits import SPLIT_NAMES, behaviour_split, stratified_split
 from synth.templates import content_words, template_samples
 from uniguard.errors import UserError
 from uniguard.io import write_json, write_jsonl
@@ -68,6 +68,7 @@ class SynthSettings:
     n: int = 400  # samples per policy before dedup and splitting
     seed: int = 0
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    split_by: Literal["row", "behaviour"] = "row"  # behaviour: validation/test hold behaviours training never shows
     kind_shares: dict = field(default_factory=lambda: dict(DEFAULT_KIND_SHARES))
     rewrite_fraction: float = 0.5  # share of template seeds a model paraphrases
     write_fraction: float = 0.0  # share a model writes afresh from the behaviour alone
@@ -261,7 +262,8 @@ def run_synthesis(policies: list[Policy], spec: BackendSpec, settings: SynthSett
 
     deduper = Deduper(settings.near_threshold)
     rows = [s.to_row() for result in results for s in result.samples if deduper.offer(s.text)]
-    splits = stratified_split(rows, settings.fractions, settings.seed)
+    split = behaviour_split if settings.split_by == "behaviour" else stratified_split
+    splits = split(rows, settings.fractions, settings.seed)
     for name in SPLIT_NAMES:
         write_jsonl(out_dir / f"{name}.jsonl", splits[name])
 

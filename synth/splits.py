@@ -55,3 +55,52 @@ def stratified_split(rows: list[dict], fractions: tuple[float, float, float], se
     for name in SPLIT_NAMES:
         rng.shuffle(splits[name])
     return splits
+
+
+def behaviour_split(rows: list[dict], fractions: tuple[float, float, float], seed: int) -> dict[str, list[dict]]:
+    """Validation and test hold behaviours the training split never shows, in any form.
+
+    Per policy, rows are grouped by the behaviour they were written from (its violating requests and
+    its benign look-alikes together) and whole groups are dealt to the splits, so a guard is scored
+    on generalising to unseen behaviours, not on recognising phrasings it trained on. Each held-out
+    split first gets one group with violating and one with allowed rows, so both labels are scored.
+    Rows without a behaviour (e.g. the policy's own examples) are groups of one.
+    """
+    by_policy: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        by_policy[row["policy"]][row.get("behaviour") or f"row:{row['text']}"].append(row)
+    splits: dict[str, list[dict]] = {name: [] for name in SPLIT_NAMES}
+    rng = random.Random(seed)
+    for policy in sorted(by_policy):
+        groups = [by_policy[policy][key] for key in sorted(by_policy[policy])]
+        rng.shuffle(groups)
+        total = sum(len(g) for g in groups)
+        for name, fraction in (("test", fractions[2]), ("validation", fractions[1])):
+            splits[name].extend(_take_groups(groups, round(total * fraction)))
+        splits["train"].extend(row for group in groups for row in group)
+        _check_both_labels(splits, policy, fractions)
+    for name in SPLIT_NAMES:
+        rng.shuffle(splits[name])
+    return splits
+
+
+def _take_groups(groups: list[list[dict]], target: int) -> list[dict]:
+    """Remove and return groups (one with each label first) until `target` rows are taken."""
+    taken: list[dict] = []
+    for label in (1, 0):
+        group = next((g for g in groups if any(r["label"] == label for r in g)), None)
+        if group is not None and target > 0:
+            groups.remove(group)
+            taken.extend(group)
+    while groups and len(taken) < target and len(groups) > 1:
+        taken.extend(groups.pop())
+    return taken
+
+
+def _check_both_labels(splits: dict[str, list[dict]], policy: str, fractions: tuple[float, float, float]) -> None:
+    for name, fraction in zip(SPLIT_NAMES, fractions):
+        labels = {r["label"] for r in splits[name] if r["policy"] == policy}
+        if fraction > 0 and labels != {0, 1}:
+            raise UserError(f"policy {policy!r}: too few behaviours to hold whole behaviours out of training with both labels "
+                            f"in every split ({name} has labels {sorted(labels)}); use a larger --n, more behaviours in the "
+                            "policy, or --split-by row")

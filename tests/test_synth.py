@@ -15,7 +15,7 @@ from synth.generate import BackendSpec, SynthSettings, run_synthesis
 from synth.policy import Policy, builtin_policy_names, load_policy
 from synth.reflection import reflect
 from synth.samples import DEFAULT_KIND_SHARES, KINDS, UNSAFE, Sample
-from synth.splits import parse_fractions, stratified_split
+from synth.splits import behaviour_split, parse_fractions, stratified_split
 from synth.templates import first_person, obfuscate, template_samples
 from uniguard.errors import UserError
 from uniguard.io import read_jsonl
@@ -171,6 +171,19 @@ def test_splits_are_stratified_and_validated():
     assert all(sum(r["label"] for r in splits[s]) * 2 == len(splits[s]) for s in splits)
     with pytest.raises(UserError, match="--split"):
         parse_fractions("0.8,0.3")
+
+
+def test_behaviour_split_holds_whole_behaviours_out_of_training_with_both_labels():
+    # 20 behaviours of 10 rows each: behaviours 0-9 violating (with benign look-alikes), 10-19 allowed only
+    rows = [{"text": f"{b}-{i}", "policy": "p", "behaviour": f"b{b}", "label": int(b < 10 and i < 7), "kind": "k"}
+            for b in range(20) for i in range(10)]
+    splits = behaviour_split(rows, (0.8, 0.1, 0.1), seed=0)
+    seen = {name: {r["behaviour"] for r in splits[name]} for name in splits}
+    assert not seen["train"] & seen["test"] and not seen["train"] & seen["validation"] and not seen["test"] & seen["validation"]
+    assert sum(len(v) for v in splits.values()) == 200 and len(splits["test"]) == 20 and len(splits["validation"]) == 20
+    assert all({r["label"] for r in splits[name]} == {0, 1} for name in splits)
+    with pytest.raises(UserError, match="--split-by row"):
+        behaviour_split(rows[:20], (0.8, 0.1, 0.1), seed=0)  # two behaviours cannot fill three splits
 
 
 def test_pipeline_writes_disjoint_stratified_splits_and_an_honest_report(tmp_path):
