@@ -133,6 +133,7 @@ def run_search(config: SearchConfig, run_dir: str | Path, budget: int | None = N
     _init_ray(ray, address, workers)
     actors = start_workers(ray, setup, config.fitness, workers)
     in_flight: dict[Any, dict] = {}
+    scores: dict[str, Any] = {}  # per-example scores of front points evaluated in this process (paired racing)
     repeats = 0
     bar = tqdm(total=budget, initial=min(len(journal), budget), desc="search", unit="recipe", disable=not progress)
     try:
@@ -147,7 +148,7 @@ def run_search(config: SearchConfig, run_dir: str | Path, budget: int | None = N
                     continue
                 repeats = 0
                 job = {"recipe": recipe, "token": token, "label": label, "attempts": 1}
-                _submit(actors, in_flight, job, journal)
+                _submit(actors, in_flight, job, journal, scores)
             if not in_flight:
                 break
             ready, _ = ray.wait(list(in_flight), num_returns=1)
@@ -160,11 +161,13 @@ def run_search(config: SearchConfig, run_dir: str | Path, budget: int | None = N
                     raise UserError(f"recipe {job['recipe'].hash} failed on {job['attempts']} workers ({exc}); "
                                     "check the Ray cluster's health and rerun the same command to resume") from None
                 job["attempts"] += 1
-                _submit(actors, in_flight, job, journal)
+                _submit(actors, in_flight, job, journal, scores)
                 continue
+            recipe_scores = result.pop("scores", None)
             entry = {"hash": job["recipe"].hash, "recipe": job["recipe"].to_dict(), "label": job["label"], **result,
                      "attempts": job["attempts"], "finished_at": time.time()}
             journal.append(entry)  # durable before the strategy hears of it
+            _keep_front_scores(scores, entry["hash"], recipe_scores, journal)
             strategy.tell(job["token"], job["recipe"], loss_of(entry))
             bar.update(1)
             bar.set_postfix(best_f1=f"{max((e['f1'] for e in journal.entries() if not e.get('raced_out')), default=0):.3f}")
@@ -184,12 +187,32 @@ def _next(queue: list[tuple[str, Recipe]], strategy) -> tuple[str | None, Any, R
     return None, token, recipe
 
 
-def _submit(actors: list, in_flight: dict, job: dict, journal: Journal) -> None:
+def _submit(actors: list, in_flight: dict, job: dict, journal: Journal, scores: dict) -> None:
     busy = {id(j["actor"]) for j in in_flight.values()}
     actor = next((a for a in actors if id(a) not in busy), actors[0])
-    front = [(e["f1"], e["size_bytes"], e["latency_ms"]) for e in pareto_front(journal.entries())]
+    entries = journal.entries()
+    front = [(e["f1"], e["size_bytes"], e["latency_ms"], scores.get(e["hash"])) for e in pareto_front(entries)]
     job["actor"] = actor
-    in_flight[actor.evaluate.remote(job["recipe"].to_dict(), front)] = job
+    in_flight[actor.evaluate.remote(job["recipe"].to_dict(), front, _latencies(entries))] = job
+
+
+def _latencies(entries: list[dict]) -> dict[str, float]:
+    """The first latency journaled per shape: every worker then reports the same one for a shape, so
+    timing noise between workers neither splits the front nor hides a candidate from racing."""
+    first: dict[str, float] = {}
+    for e in entries:
+        if "shape" in e:
+            first.setdefault(e["shape"], e["latency_ms"])
+    return first
+
+
+def _keep_front_scores(scores: dict, recipe_hash: str, recipe_scores, journal: Journal) -> None:
+    """Hold per-example scores only while their recipe is on the front (memory stays at front size)."""
+    if recipe_scores is not None:
+        scores[recipe_hash] = recipe_scores
+    on_front = {e["hash"] for e in pareto_front(journal.entries())}
+    for h in [h for h in scores if h not in on_front]:
+        del scores[h]
 
 
 def _replace_dead(ray, actors: list, dead, setup: dict, fitness: FitnessSettings) -> None:

@@ -17,9 +17,11 @@ class FitnessWorker:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=False)
         self.evaluator = Evaluator(pool, eval_set, tokenizer, settings)
 
-    def evaluate(self, recipe: dict, front: list) -> dict:
-        result = self.evaluator.evaluate(Recipe.from_dict(recipe), front).to_dict()
+    def evaluate(self, recipe: dict, front: list, latencies: dict | None = None) -> dict:
+        evaluation = self.evaluator.evaluate(Recipe.from_dict(recipe), front, latencies)
+        result = evaluation.to_dict()
         result.pop("recipe_hash")
+        result["scores"] = evaluation.scores  # for paired racing against this recipe; not journaled
         return result
 
 

@@ -17,12 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import ray
 
 from engine.pareto import hypervolume, pareto_front
 from engine.search import load_search_config, run_search
+from fitness.evaluator import FitnessSettings
 
 SMOKE_CONFIG = Path(__file__).parent / "configs" / "smoke_search.yaml"
 
@@ -55,28 +57,50 @@ def racing(config, work: Path, budget: int) -> dict:
     full_cost = sum(e["full_forwards"] for e in raced)
     front_raced = {e["hash"] for e in pareto_front(raced)}
     front_full = {e["hash"] for e in pareto_front(same_recipes)}
-    return {"forwards_with_racing": spent, "forwards_without": full_cost, "saving": full_cost / max(spent, 1),
+    stopped_at = Counter(str(e["fraction"]) for e in raced if e["raced_out"])
+    return {"rungs": list(config.fitness.racing), "validation_examples": raced[0]["full_forwards"],
+            "forwards_with_racing": spent, "forwards_without": full_cost, "saving": full_cost / max(spent, 1),
             "same_front": front_raced == front_full, "front_racing": sorted(front_raced), "front_full": sorted(front_full),
-            "raced_out": sum(e["raced_out"] for e in raced), "evaluated": len(raced)}
+            "raced_out": sum(e["raced_out"] for e in raced), "stopped_at": dict(stopped_at), "evaluated": len(raced),
+            "contested": _contested(raced), "wrongly_raced_out": _wrongly_raced_out(raced, same_recipes)}
+
+
+def _contested(entries: list[dict]) -> int:
+    """Candidates that met, when they started, a front point no larger and no slower: the only ones
+    racing can stop (front reconstructed from finish times; a start is finish minus duration)."""
+    count = 0
+    for e in entries:
+        started = e["finished_at"] - e["seconds"]
+        front = pareto_front([d for d in entries if d["finished_at"] <= started])
+        count += any(p["size_bytes"] <= e["size_bytes"] and p["latency_ms"] <= e["latency_ms"] for p in front)
+    return count
+
+
+def _wrongly_raced_out(raced: list[dict], full: list[dict]) -> list[str]:
+    """Raced-out recipes whose full-data objectives would have put them on the front of all recipes."""
+    front = {e["hash"] for e in pareto_front(full)}
+    return sorted(e["hash"] for e in raced if e["raced_out"] and e["hash"] in front)
 
 
 def _evaluate_fully(full_config, raced: list[dict]) -> list[dict]:
-    """Full-data objectives of every recipe the racing run evaluated."""
+    """Full-data objectives of every recipe the racing run evaluated. Latency is the run's own per
+    shape, so the two fronts differ only where racing changed a quality value."""
     from transformers import AutoTokenizer
 
     from engine.recipe import Recipe
-    from engine.search import _prepare
+    from engine.search import _latencies, _prepare
     from fitness.evaluator import Evaluator
 
     setup = _prepare(full_config)
     tokenizer = AutoTokenizer.from_pretrained(setup["tokenizer_dir"])
     evaluator = Evaluator(setup["pool"], setup["eval_set"], tokenizer, full_config.fitness)
+    latencies = _latencies(raced)
     out = []
     for e in raced:
         if not e["raced_out"]:
             out.append(e)
             continue
-        result = evaluator.evaluate(Recipe.from_dict(e["recipe"])).to_dict()
+        result = evaluator.evaluate(Recipe.from_dict(e["recipe"]), (), latencies).to_dict()
         result.pop("recipe_hash")
         out.append({**e, **result})
     return out
@@ -94,6 +118,10 @@ def strategies(config, work: Path, budget: int) -> dict:
     return results
 
 
+def _fractions(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(","))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=SMOKE_CONFIG)
@@ -101,6 +129,7 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=24)
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--only", choices=["scaling", "racing", "strategies"], default=None)
+    parser.add_argument("--racing", type=_fractions, default=None, help="rungs, e.g. 0.125,0.25,0.5,1 (default: the config's)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="uniguard-bench-search-"))
     pool = args.pool
@@ -109,7 +138,8 @@ def main() -> None:
 
         pool = build_smoke_pool(work / "smoke_pool")
     config = load_search_config(args.config, pool)
-    config = config.model_copy(update={"fitness": config.fitness.model_copy(update={"threads": 1})})
+    fitness = {"threads": 1, **({"racing": args.racing} if args.racing else {})}
+    config = config.model_copy(update={"fitness": FitnessSettings.model_validate({**config.fitness.model_dump(), **fitness})})
     report = {"config": str(args.config), "pool": str(pool), "budget": args.budget}
     if args.only in (None, "scaling"):
         rates = scaling(config, work, args.budget)
@@ -118,8 +148,10 @@ def main() -> None:
     if args.only in (None, "racing"):
         r = racing(config, work, args.budget)
         report["racing"] = r
-        print(f"racing: {r['forwards_with_racing']} example-forwards vs {r['forwards_without']} without, "
-              f"{r['saving']:.2f}x fewer (goal >= 3); {r['raced_out']}/{r['evaluated']} raced out; "
+        print(f"racing (rungs {r['rungs']}, {r['validation_examples']} validation examples): "
+              f"{r['forwards_with_racing']} example-forwards vs {r['forwards_without']} without, "
+              f"{r['saving']:.2f}x fewer (goal >= 3); {r['raced_out']}/{r['evaluated']} raced out (stopped at {r['stopped_at']}); "
+              f"{r['contested']} met a front point no larger and no slower; "
               f"front identical to full evaluation of the same recipes: {r['same_front']}")
     if args.only in (None, "strategies"):
         s = strategies(config, work, args.budget)

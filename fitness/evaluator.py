@@ -1,14 +1,13 @@
 """Scores a recipe: merge in memory, then held-out guard quality, exported size and measured latency.
 
-Quality is read on growing validation prefixes (racing): after each rung, a candidate whose
-optimistic quality (observed + 2 standard errors) is still dominated by the current Pareto front at
-its size and latency stops, and only the examples of the rungs it ran are forwarded. Scores of
-earlier rungs are kept, so every example is forwarded at most once per recipe.
+Quality is read on growing validation prefixes (racing): after each rung, a candidate that some
+front point no larger and no slower beats by more than 2 standard errors stops (`fitness.racing`
+says how the error is estimated), and only the examples of the rungs it ran are forwarded. Scores
+of earlier rungs are kept, so every example is forwarded at most once per recipe.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
@@ -23,6 +22,7 @@ from engine.merge import merge_state_dict, merged_config
 from engine.pool import ModelPool
 from engine.recipe import Recipe
 from fitness.data import EvalSet, Half
+from fitness.racing import FrontPoint, Scores, beaten, bootstrap_draws, enough_examples
 from fitness.registry import get_metric
 from trainers.guard import score_token_ids
 
@@ -31,7 +31,9 @@ class FitnessSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     metric: str = "guard_f1"
-    racing: tuple[float, ...] = Field(default=(0.25, 0.5, 1.0), description="validation fractions per rung, ending at 1")
+    racing: tuple[float, ...] = Field(default=(0.125, 0.25, 0.5, 1.0), description="validation fractions per rung, ending at 1")
+    race_replicates: int = Field(default=200, ge=20, description="bootstrap replicates behind a racing decision")
+    race_min_examples: int = Field(default=8, ge=2, description="per policy and half, before a rung may stop a candidate")
     batch_size: int = Field(default=64, ge=1)
     max_length: int = Field(default=128, ge=8)
     latency_batch: int = Field(default=8, ge=1)
@@ -55,22 +57,32 @@ class Evaluation:
     thresholds: dict[str, float]
     size_bytes: int
     latency_ms: float
+    shape: str  # layers kept and dtype: what size and latency depend on
     forwards: int
     full_forwards: int
     fraction: float  # of the validation data this value was read on
     raced_out: bool
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    scores: Scores | None = field(default=None, repr=False)  # full-data scores of a complete evaluation
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The journaled fields (scores travel separately: they are large and only racing needs them)."""
+        out = asdict(self)
+        out.pop("scores")
+        return out
 
 
 def dominated(f1: float, size: int, latency: float, front: Sequence[tuple[float, int, float]]) -> bool:
     """Whether some front point is at least as good on every objective and better on one."""
     return any(
-        pf >= f1 and ps <= size and pl <= latency and (pf > f1 or ps < size or pl < latency) for pf, ps, pl in front
+        pf >= f1 and ps <= size and pl <= latency and (pf > f1 or ps < size or pl < latency) for pf, ps, pl, *_ in front
     )
+
+
+def shape_key(recipe: Recipe, num_layers: int) -> str:
+    """What size and latency depend on: the number of layers kept and the dtype."""
+    return f"{len(recipe.layers) if recipe.layers is not None else num_layers}x{recipe.dtype}"
 
 
 class Evaluator:
@@ -78,44 +90,59 @@ class Evaluator:
         self.pool, self.eval_set, self.tokenizer, self.settings = pool, eval_set, tokenizer, settings
         self.metric = get_metric(settings.metric)
         self._models: dict[int, torch.nn.Module] = {}
-        self._sizes: dict[tuple, int] = {}
-        self._latencies: dict[tuple, float] = {}
+        self._sizes: dict[str, int] = {}
+        self._latencies: dict[str, float] = {}
+        self._draws: dict[float, list] = {}
 
-    def evaluate(self, recipe: Recipe, front: Sequence[tuple[float, int, float]] = ()) -> Evaluation:
+    def evaluate(self, recipe: Recipe, front: Sequence[tuple] = (), latencies: dict[str, float] | None = None) -> Evaluation:
+        """`front`: (f1, size, latency[, scores]) points; `latencies`: ms per example already measured
+        for a shape elsewhere (other workers), reused so one shape has one latency in a search."""
         start = time.perf_counter()
         state = merge_state_dict(self.pool, recipe)
         merged = time.perf_counter()
-        shape_key = (len(recipe.layers) if recipe.layers is not None else self.pool.num_layers, recipe.dtype)
-        size = self._size(state, recipe, shape_key)
-        model = self._model(recipe, shape_key[0])
+        shape = shape_key(recipe, self.pool.num_layers)
+        size = self._size(state, recipe, shape)
+        num_layers = len(recipe.layers) if recipe.layers is not None else self.pool.num_layers
+        model = self._model(recipe, num_layers)
         model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
-        latency = self._latency(model, shape_key)
-        scored = self._race(model, size, latency, front)
+        if latencies and shape in latencies:
+            self._latencies[shape] = latencies[shape]
+        latency = self._latency(model, shape)
+        scored = self._race(model, size, latency, [FrontPoint(*p) for p in front])
         return Evaluation(
-            recipe_hash=recipe.hash, size_bytes=size, latency_ms=latency, seconds=time.perf_counter() - start,
-            timings={"merge_s": merged - start}, **scored,
+            recipe_hash=recipe.hash, size_bytes=size, latency_ms=latency, shape=shape,
+            seconds=time.perf_counter() - start, timings={"merge_s": merged - start}, **scored,
         )
 
-    def _race(self, model, size: int, latency: float, front) -> dict:
-        policies = self.eval_set.policies
-        scores = {p.name: ([], []) for p in policies}  # calibration, scoring scores so far
-        forwards = 0
-        full = self.eval_set.size
+    def _race(self, model, size: int, latency: float, front: list[FrontPoint]) -> dict:
+        scores = {p.name: ([], []) for p in self.eval_set.policies}  # calibration, scoring scores so far
+        forwards, full = 0, self.eval_set.size
         for rung in self.settings.racing:
-            per_policy, thresholds, n_scoring = {}, {}, 0
-            for data in self.eval_set.prefix(rung).policies:
+            prefix = self.eval_set.prefix(rung)
+            for data in prefix.policies:
                 cal, sco = scores[data.name]
                 forwards += self._extend(model, data.calibration, cal) + self._extend(model, data.scoring, sco)
-                result = self.metric(data.calibration.labels, np.concatenate(cal), data.scoring.labels, np.concatenate(sco))
-                per_policy[data.name], thresholds[data.name] = result.value, result.threshold
-                n_scoring += len(data.scoring)
-            value = float(np.mean(list(per_policy.values())))
-            optimistic = min(1.0, value + 2 * math.sqrt(max(value * (1 - value), 0.01) / n_scoring))
-            if rung < 1.0 and dominated(optimistic, size, latency, front):
-                return dict(f1=value, per_policy=per_policy, thresholds=thresholds, forwards=forwards,
-                            full_forwards=full, fraction=rung, raced_out=True)
-        return dict(f1=value, per_policy=per_policy, thresholds=thresholds, forwards=forwards, full_forwards=full,
-                    fraction=1.0, raced_out=False)
+            mine = [(np.concatenate(scores[p.name][0]), np.concatenate(scores[p.name][1])) for p in prefix.policies]
+            if rung < 1.0 and self._stops(prefix, mine, size, latency, front, rung):
+                return dict(**self._quality(prefix, mine), forwards=forwards, full_forwards=full, fraction=rung, raced_out=True)
+        return dict(**self._quality(prefix, mine), forwards=forwards, full_forwards=full, fraction=1.0, raced_out=False,
+                    scores=mine)
+
+    def _quality(self, prefix: EvalSet, mine: Scores) -> dict:
+        results = {data.name: self.metric(data.calibration.labels, cal, data.scoring.labels, sco)
+                   for data, (cal, sco) in zip(prefix.policies, mine)}
+        per_policy = {name: r.value for name, r in results.items()}
+        return dict(f1=float(np.mean(list(per_policy.values()))), per_policy=per_policy,
+                    thresholds={name: r.threshold for name, r in results.items()})
+
+    def _stops(self, prefix: EvalSet, mine: Scores, size: int, latency: float, front: list[FrontPoint], rung: float) -> bool:
+        if not enough_examples(prefix, self.settings.race_min_examples):
+            return False
+        if not any(p.size_bytes <= size and p.latency_ms <= latency for p in front):
+            return False  # nothing to lose to: skip the bootstrap
+        if rung not in self._draws:  # the same replicates for every candidate: comparisons share their noise
+            self._draws[rung] = bootstrap_draws(prefix, self.settings.race_replicates, self.settings.seed)
+        return beaten(self.metric, prefix, self.eval_set.size, mine, size, latency, front, self._draws[rung])
 
     def _extend(self, model, half: Half, done: list[np.ndarray]) -> int:
         """Score the examples of `half` not scored yet (prefixes are nested); return how many."""
@@ -132,16 +159,17 @@ class Evaluator:
             self._models[num_layers] = AutoModelForSequenceClassification.from_config(config).eval()
         return self._models[num_layers]
 
-    def _size(self, state: dict[str, torch.Tensor], recipe: Recipe, key: tuple) -> int:
+    def _size(self, state: dict[str, torch.Tensor], recipe: Recipe, key: str) -> int:
         """Bytes of the model.safetensors `export` writes; depends only on layers kept and dtype."""
         if key not in self._sizes:
             self._sizes[key] = len(safetensors_bytes(state, metadata={"format": "pt", "uniguard_recipe": recipe.hash}))
         return self._sizes[key]
 
-    def _latency(self, model, key: tuple) -> float:
+    def _latency(self, model, key: str) -> float:
         """Fastest of several timed forwards at a fixed batch, in milliseconds per example (the minimum
         is the least disturbed by other load on the machine). Weights' values do not change a dense
-        model's speed, so it is measured once per (layers kept, dtype) per worker."""
+        model's speed, so it is measured once per shape (layers kept, dtype) per worker, or taken from
+        `latencies` where another worker measured it first."""
         if key not in self._latencies:
             half = self.eval_set.policies[0].scoring
             batch = self.tokenizer.pad({k: v[: self.settings.latency_batch] for k, v in half.features.items()}, return_tensors="pt")

@@ -134,3 +134,19 @@ def test_search_config_errors_name_the_file_and_field(tmp_path):
         load_search_config(bad)
     with pytest.raises(UserError, match="--pool .*not a directory"):
         load_search_config(tmp_path / "s.yaml", pool_dir=tmp_path / "missing")
+
+
+def test_one_latency_per_shape_and_scores_held_only_for_the_front(tmp_path):
+    from engine.search import _keep_front_scores, _latencies
+
+    entries = [{**_entry("a", 0.9, 100, 2.0), "shape": "6xfloat32"}, {**_entry("b", 0.5, 100, 1.5), "shape": "6xfloat32"},
+               {**_entry("c", 0.7, 50, 1.0), "shape": "3xfloat32"}, _entry("old", 0.1, 10, 9.0)]  # journal without shapes
+    assert _latencies(entries) == {"6xfloat32": 2.0, "3xfloat32": 1.0}  # the first one journaled wins
+    journal = Journal(tmp_path / "journal.jsonl")
+    scores = {}
+    for e in entries[:2]:
+        journal.append(e)
+        _keep_front_scores(scores, e["hash"], f"scores of {e['hash']}", journal)
+    journal.append({**_entry("d", 0.95, 100, 2.0)})
+    _keep_front_scores(scores, "d", None, journal)  # a raced-out or replayed point brings no scores
+    assert scores == {"b": "scores of b"}  # a left the front (d beats it); b is faster, still on it
