@@ -75,21 +75,21 @@ def run_quickstart(out: Path, fast: bool = False, say: Callable[[str], None] = p
     write_json(out / "plan.json", {**asdict(plan), "policies": policies, "fast": fast})
     stages = Stages(out, say)
     data = out / "data"
-    stages.run("synth", lambda: _synth(policies, plan, data))
+    stages.run("synth", lambda: synthesize(policies, plan, data))
     guards = {}
     for policy in policies:
-        guards[policy] = Path(stages.run(f"train_single_{policy}", lambda p=policy: _train(plan, data, out / "guards" / p, [p])))
-    guards["multitask"] = Path(stages.run("train_multitask", lambda: _train(plan, data, out / "guards" / "multitask", policies)))
+        guards[policy] = Path(stages.run(f"train_single_{policy}", lambda p=policy: train_policies(plan, data, out / "guards" / p, [p])))
+    guards["multitask"] = Path(stages.run("train_multitask", lambda: train_policies(plan, data, out / "guards" / "multitask", policies)))
     run_dir = out / "search"
-    stages.run("search", lambda: _search(plan, guards, data, run_dir))
-    exports = stages.run("export", lambda: _export(run_dir, out / "exports"))
+    stages.run("search", lambda: search_stage(plan, guards, data, run_dir))
+    exports = stages.run("export", lambda: export_front(run_dir, out / "exports"))
     results = stages.run("evaluate", lambda: _evaluate(plan, policies, guards, exports, data, out))
     report = _write_report(out, plan, policies, results, fast)
     say(f"\nreport: {report} and {report.with_suffix('.html')}")
     return report
 
 
-def _synth(policies: list[str], plan: Plan, data: Path, backend=None) -> dict:
+def synthesize(policies: list[str], plan: Plan, data: Path, backend=None) -> dict:
     from synth.generate import BackendSpec, SynthSettings, run_synthesis
     from synth.policy import load_policies
 
@@ -100,7 +100,7 @@ def _synth(policies: list[str], plan: Plan, data: Path, backend=None) -> dict:
     return {"counts": report.get("counts"), "dir": str(data)}
 
 
-def _train(plan: Plan, data: Path, out_dir: Path, policies: list[str]) -> str:
+def train_policies(plan: Plan, data: Path, out_dir: Path, policies: list[str]) -> str:
     from trainers.data import load_split, only_policies, resolve_policies
     from trainers.training import make_config, train_guard
 
@@ -135,7 +135,7 @@ def search_config(plan: Plan, guards: dict[str, Path], data: Path, strategy: str
     )
 
 
-def _search(plan: Plan, guards: dict[str, Path], data: Path, run_dir: Path, address: str | None = None, **space) -> dict:
+def search_stage(plan: Plan, guards: dict[str, Path], data: Path, run_dir: Path, address: str | None = None, **space) -> dict:
     import ray
 
     from engine.search import run_search
@@ -147,7 +147,7 @@ def _search(plan: Plan, guards: dict[str, Path], data: Path, run_dir: Path, addr
     return {"evaluated": len(entries), "run_dir": str(run_dir)}
 
 
-def _export(run_dir: Path, out: Path, int8: bool = True) -> dict:
+def export_front(run_dir: Path, out: Path, int8: bool = True) -> dict:
     """The front's best-F1 member (UniGuard) and smallest member, plus the fixed merges the search
     evaluated first (uniform average, TIES defaults), each with its calibrated thresholds; with `int8`,
     also UniGuard as an int8 ONNX guard, measured like a merge and put on the run's Pareto front."""
@@ -231,7 +231,7 @@ def guard_results(model_dir, test, dev: dict, policy_map) -> dict:
 
     guard = load_guard(model_dir)
     weights = ONNX_FILE if is_onnx_guard_dir(model_dir) else "model.safetensors"
-    results = _score_everything(guard, test, dev, policy_map)
+    results = score_everything(guard, test, dev, policy_map)
     results["size_bytes"] = (Path(model_dir) / weights).stat().st_size
     results["latency_ms"] = _latency(guard, test)
     return results
@@ -244,14 +244,14 @@ def baseline_results(plan: Plan, data: Path, test, dev: dict, policy_map) -> dic
     from trainers.data import load_split
 
     train, validation = load_split(data, "train"), load_split(data, "validation")
-    results = {"TF-IDF + logistic regression": _score_everything(TfidfBaseline().fit(train, validation), test, dev, policy_map)}
+    results = {"TF-IDF + logistic regression": score_everything(TfidfBaseline().fit(train, validation), test, dev, policy_map)}
     if plan.judge_rows:
         judge = LLMJudge()
         judge.calibrate(_per_policy_sample(validation, plan.judge_rows, plan.seed), policy_map)
         judge_test = _per_policy_sample(test, plan.judge_rows, plan.seed)
         judge_dev = {name: _per_policy_sample(rows, plan.judge_rows, plan.seed) for name, rows in dev.items()}
         label = "zero-shot LLM judge (SmolLM2-135M)"
-        results[label] = _score_everything(judge, judge_test, judge_dev, policy_map)
+        results[label] = score_everything(judge, judge_test, judge_dev, policy_map)
         results[label]["note"] = f"{plan.judge_rows} examples per policy and per dev set"
     return results
 
@@ -266,7 +266,7 @@ def _per_policy_sample(examples, k: int, seed: int):
     return [Example(r["text"], r["label"], r["policy"]) for r in out]
 
 
-def _score_everything(scorer, test, dev: dict, policy_map) -> dict:
+def score_everything(scorer, test, dev: dict, policy_map) -> dict:
     from trainers.evaluate import evaluate
 
     return {"test": evaluate(scorer, test, policy_map),

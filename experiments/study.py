@@ -108,24 +108,24 @@ def run_study(config: StudyConfig, out: Path, say: Callable[[str], None] = print
 # -- one seed ---------------------------------------------------------------------------------------
 
 def run_seed(config: StudyConfig, seed: int, out: Path, say: Callable[[str], None]) -> dict:
-    from experiments.quickstart import _export, _search, _synth, _train
+    from experiments.quickstart import export_front, search_stage, synthesize, train_policies
 
     plan = config.plan(seed)
     policies = list(config.policies)
     trained_on = [p for p in policies if p not in config.held_out]
     stages, data = Stages(out, say), out / "data"
-    stages.run("synth", lambda: _synth(policies, plan, data, config.backend()))
-    guards = {p: Path(stages.run(f"train_single_{p}", lambda p=p: _train(plan, data, out / "guards" / p, [p])))
+    stages.run("synth", lambda: synthesize(policies, plan, data, config.backend()))
+    guards = {p: Path(stages.run(f"train_single_{p}", lambda p=p: train_policies(plan, data, out / "guards" / p, [p])))
               for p in policies}
-    guards["multitask"] = Path(stages.run("train_multitask", lambda: _train(plan, data, out / "guards" / "multitask", policies)))
+    guards["multitask"] = Path(stages.run("train_multitask", lambda: train_policies(plan, data, out / "guards" / "multitask", policies)))
     held_out_guard = Path(stages.run("train_multitask_held_out",
-                                     lambda: _train(plan, data, out / "guards" / "multitask_held_out", trained_on)))
+                                     lambda: train_policies(plan, data, out / "guards" / "multitask_held_out", trained_on)))
     exports = {}
     for arm_name in ARMS:
         arm, run_dir = getattr(config, arm_name), out / "search" / arm_name
-        stages.run(f"search_{arm_name}", lambda: _search(plan, guards, data, run_dir, address=config.address,
+        stages.run(f"search_{arm_name}", lambda: search_stage(plan, guards, data, run_dir, address=config.address,
                                                          strategy=arm.strategy, weight_groups=arm.weight_groups))
-        exports[arm_name] = stages.run(f"export_{arm_name}", lambda: _export(run_dir, out / "exports" / arm_name, int8=False))
+        exports[arm_name] = stages.run(f"export_{arm_name}", lambda: export_front(run_dir, out / "exports" / arm_name, int8=False))
     return stages.run("evaluate", lambda: evaluate_seed(plan, policies, guards, held_out_guard, exports, data, out))
 
 
@@ -151,7 +151,7 @@ def evaluate_seed(plan: Plan, policies: list[str], guards: dict[str, Path], held
 
 def _score_specialists(guards: dict[str, Path], policies: list[str], test, dev: dict, policy_map) -> dict:
     """The single-policy guards as one system: each policy's examples go to that policy's guard."""
-    from experiments.quickstart import _score_everything
+    from experiments.quickstart import score_everything
     from trainers.guard import Guard
 
     loaded = {p: Guard.load(guards[p]) for p in policies}
@@ -163,7 +163,7 @@ def _score_specialists(guards: dict[str, Path], policies: list[str], test, dev: 
         def threshold(self, policy):
             return loaded[policy.name].threshold(policy)
 
-    return _score_everything(Specialists(), test, dev, policy_map)
+    return score_everything(Specialists(), test, dev, policy_map)
 
 
 def search_summary(run_dir: Path) -> dict:
@@ -251,27 +251,37 @@ def q1(per_seed: dict) -> tuple[str, list[str]]:
     return _table(header, rows), verdicts
 
 
+Q2_METRICS = {"test F1": lambda model, p: synthetic_score(model, p), "test AUPRC": lambda model, p: synthetic_score(model, p, "auprc"),
+              "dev F1": lambda model, p: dev_score(model, p), "dev AUPRC": lambda model, p: dev_score(model, p, "auprc")}
+
+
+def _held_out_values(result: dict, policy: str, others: list[str], metric) -> dict[str, float]:
+    """One seed's `metric` on held-out `policy` for each model Q2 compares (the first two are the contest)."""
+    models = result["models"]
+    by_others = [metric(models[o], policy) for o in others]
+    return {f"{MTG} trained without {policy}": metric(models[MTG_HELD_OUT], policy),
+            "best single guard of another policy (picked on this split)": max(by_others),
+            "single guards of other policies (mean)": _mean(by_others),
+            f"reference: single:{policy} (trained on it)": metric(models[f"single:{policy}"], policy),
+            f"reference: {MTG} (trained on it)": metric(models[MTG], policy)}
+
+
 def q2(per_seed: dict, config: StudyConfig) -> tuple[str, list[str]]:
     """On each held-out policy P: the MultiTaskGuard that never saw P vs single guards of other policies."""
     rows, verdicts = [], []
     for policy in config.held_out:
         others = [f"single:{p}" for p in config.policies if p != policy]
-        lines = {
-            f"{MTG} trained without {policy}": lambda r, m, p=policy: m(r["models"][MTG_HELD_OUT], p),
-            "single guards of other policies (mean)": lambda r, m, p=policy: _mean([m(r["models"][o], p) for o in others]),
-            "best single guard of another policy (picked on this split)": lambda r, m, p=policy: max(m(r["models"][o], p) for o in others),
-            f"reference: single:{policy} (trained on it)": lambda r, m, p=policy: m(r["models"][f"single:{p}"], p),
-            f"reference: {MTG} (trained on it)": lambda r, m, p=policy: m(r["models"][MTG], p),
-        }
-        metrics = {"test F1": lambda model, p: synthetic_score(model, p), "test AUPRC": lambda model, p: synthetic_score(model, p, "auprc"),
-                   "dev F1": lambda model, p: dev_score(model, p), "dev AUPRC": lambda model, p: dev_score(model, p, "auprc")}
-        for label, value in lines.items():
-            rows.append([policy, label, *(_mean_std([value(r, m) for r in per_seed.values()]) for m in metrics.values())])
-        mtg, best_other = list(lines.values())[0], list(lines.values())[2]
-        for name, m in (("test AUPRC", metrics["test AUPRC"]), ("dev AUPRC", metrics["dev AUPRC"]), ("dev F1", metrics["dev F1"])):
-            wins = _wins(per_seed, lambda r: mtg(r, m), lambda r: best_other(r, m))
-            verdicts.append(f"{policy}: the MultiTaskGuard that never saw it beats the best other single guard on {name} in {wins}.")
-    return _table(["held-out policy", "model", "test F1", "test AUPRC", "dev F1", "dev AUPRC"], rows), verdicts
+        values = {name: [_held_out_values(r, policy, others, metric) for r in per_seed.values()]
+                  for name, metric in Q2_METRICS.items()}
+        labels = list(values["test F1"][0])
+        for label in labels:
+            rows.append([policy, label, *(_mean_std([seed[label] for seed in values[name]]) for name in Q2_METRICS)])
+        unseen, best_other = labels[:2]
+        for name in ("test AUPRC", "dev AUPRC", "dev F1"):
+            wins = sum(1 for seed in values[name] if seed[unseen] > seed[best_other])
+            verdicts.append(f"{policy}: the MultiTaskGuard that never saw it beats the best other single guard on {name} "
+                            f"in {wins}/{len(per_seed)} seeds.")
+    return _table(["held-out policy", "model", *Q2_METRICS], rows), verdicts
 
 
 def q3(per_seed: dict, config: StudyConfig) -> tuple[str, list[str]]:
@@ -320,8 +330,8 @@ def write_study(out: Path, config: StudyConfig, per_seed: dict) -> Path:
     md = [f"# uniguard study\n\nSeeds: {seeds} (cells: mean ± sample standard deviation over seeds). Policies: "
           f"{', '.join(config.policies)}; held out for Q2: {', '.join(config.held_out)}. Base encoder: "
           f"{config.base_model or 'all-MiniLM-L6-v2 (offline)'}; synthetic data: {config.synth.get('name', 'template')} backend, "
-          f"n = {config.n} per policy split {'/'.join(map(str, config.split))}; {config.epochs} epoch(s); search budget {config.budget} recipes per arm. Real dev sets: "
-          f"class-balanced subsamples of {config.devset_rows} rows; the LLM judge saw {config.judge_rows} per policy and set."]
+          f"n = {config.n} per policy split {'/'.join(map(str, config.split))}; {config.epochs} epoch(s); search budget "
+          f"{config.budget} recipes per arm. Real dev sets: class-balanced subsamples of {config.devset_rows} rows; the LLM judge saw {config.judge_rows} per policy and set."]
     for title, (table, verdicts) in sections.items():
         md.append(f"## {title}\n\n{table}\n\n" + "\n".join(f"- {v}" for v in verdicts))
     path = out / "study.md"
