@@ -39,7 +39,7 @@ def test_q3_reports_mean_and_std_over_seeds_and_counts_the_seeds_where_the_merge
         per_seed[seed] = {"models": {m: _model(0.6, 0.4) for m in others} | {"UniGuard (evolutionary)": _model(merged, 0.5)}}
     table, verdicts = q3(per_seed, config)
     row = next(line for line in table.splitlines() if line.startswith("| UniGuard"))
-    assert "0.700 ± 0.200" in row and "0.500 ± 0.000" in row
+    assert "0.700 ± 0.200" in row and "0.500 ± 0.000" in row and "| 2.0 |" in row
     assert "synthetic test macro F1 in 2/3 seeds" in verdicts[0]
     assert "mean real-dev F1 in 3/3 seeds" in verdicts[1]
 
