@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from operators.consensus import KERNEL_CODE, ConsensusRule
-from operators.kernels import gta_kernel
+from operators.kernels import gta_kernel, magnitude_elect, magnitude_sum
 from operators.registry import Param, merge_operator
 from operators.sparsify import (
     KEEP_ALL, KeepRule, MagnitudeIndex, TaskVectorContext, magnitude_band, magnitude_topk, random_drop, ranked_random_drop,
@@ -63,15 +63,41 @@ def generalized_task_arithmetic(
         ranks = context.ranks.reshape(n_models, -1).numpy()
     else:
         ranks = np.zeros((n_models, 0), dtype=np.uint16)
-    base_flat = base.float().reshape(-1).contiguous().numpy()
-    out = np.empty_like(base_flat)
-    as_array = lambda attr: np.array([getattr(rule, attr) for rule in rules], dtype=np.float64)  # noqa: E731
-    gta_kernel(
-        base_flat, stacked.float().reshape(n_models, -1).contiguous().numpy(), np.asarray(weights, dtype=np.float64),
-        as_array("lo"), as_array("hi"), as_array("prob"), as_array("prob_slope"), ranks, uses_ranks, rescale, int(seed),
-        KERNEL_CODE[consensus], normalize, float(lambda_), out,
-    )
-    return torch.from_numpy(out).reshape(base.shape)
+    # numpy views, reshaped in numpy: torch's per-call reshape overhead, times three per tensor and
+    # a hundred tensors per model, was measurable next to a memory-speed kernel
+    base_np = _float32_array(base)
+    out = np.empty_like(base_np)  # base's shape, so the result needs no reshape
+    base_flat, out_flat = base_np.reshape(-1), out.reshape(-1)
+    deltas_flat = _float32_array(stacked).reshape(n_models, -1)
+    if all(rule.is_magnitude_only for rule in rules):
+        _magnitude_merge(base_flat, deltas_flat, weights, rules, consensus, normalize, lambda_, out_flat)
+    else:
+        as_array = lambda attr: np.array([getattr(rule, attr) for rule in rules], dtype=np.float64)  # noqa: E731
+        gta_kernel(
+            base_flat, deltas_flat, np.asarray(weights, dtype=np.float64),
+            as_array("lo"), as_array("hi"), as_array("prob"), as_array("prob_slope"), ranks, uses_ranks, rescale, int(seed),
+            KERNEL_CODE[consensus], normalize, float(lambda_), out_flat,
+        )
+    return torch.from_numpy(out)
+
+
+def _float32_array(tensor: torch.Tensor) -> np.ndarray:
+    """A C-contiguous float32 numpy view of `tensor`, copied only when it is not one already."""
+    return np.ascontiguousarray(tensor.detach().float().numpy())
+
+
+def _magnitude_merge(base, deltas, weights, rules, consensus, normalize, lambda_, out) -> None:
+    """Threshold-only rules: the kernel without RNG or rank reads. Per-model values go in as tuples of
+    Python floats (one compiled version per model count, its model loop unrolled); the kernel rounds
+    them to float32, as np.float32 here would, but without a scalar object per value and tensor."""
+    w = tuple(map(float, weights))
+    lo, hi = tuple(rule.lo for rule in rules), tuple(rule.hi for rule in rules)
+    if consensus is None:
+        weight_sum = sum(float(x) for x in weights)
+        weight_sum = 1.0 if abs(weight_sum) < 1e-8 else weight_sum
+        magnitude_sum(base, deltas, w, lo, hi, np.float32(lambda_ / weight_sum if normalize else lambda_), out)
+    else:
+        magnitude_elect(base, deltas, w, lo, hi, consensus == "count", bool(normalize), np.float32(lambda_), out)
 
 
 def sparsified(delta: torch.Tensor, rule: KeepRule, *, rescale: bool = True, seed: int = 0) -> torch.Tensor:
