@@ -71,3 +71,31 @@ def test_model_dir_checks(tmp_path):
     (tmp_path / "pickled" / "pytorch_model.bin").write_bytes(b"not really")
     with pytest.raises(UserError, match="never unpickles"):
         Guard.load(tmp_path / "pickled")
+
+
+def test_cached_instruction_encoding_equals_the_tokenizers_own_pairs(guard_dir):
+    """Guard.encode tokenises each policy instruction once; the pairs must equal `encode_pairs` exactly,
+    truncated texts, odd characters and every built-in policy included."""
+    from synth.policy import builtin_policy_names
+    from trainers.guard import encode_pairs
+
+    texts = TEXTS + ["", "word " * 1000, "日本語のテキスト", "é" * 300, "\x00 control"]
+    guard = Guard.load(guard_dir)
+    for max_length in (guard.max_length, 96):
+        guard.max_length = max_length
+        for name in builtin_policy_names():
+            policy = load_policy(name)
+            for _ in range(2):  # the second call uses the cached instruction
+                assert guard.encode(texts, policy) == encode_pairs(guard.tokenizer, policy.instruction, texts, max_length)
+    assert guard._pairs._instructions and all(v is not None for v in guard._pairs._instructions.values())
+
+
+def test_instruction_cache_is_bounded(guard_dir):
+    from trainers.guard import MAX_CACHED_INSTRUCTIONS, PairEncoder
+
+    guard = Guard.load(guard_dir)
+    encoder = PairEncoder(guard.tokenizer, guard.max_length)
+    base = load_policy("prompt_injection")
+    for i in range(MAX_CACHED_INSTRUCTIONS + 5):  # e.g. a client sending a new inline policy each time
+        encoder.encode(base.model_copy(update={"description": f"{base.description} {i}"}), ["hi"])
+    assert len(encoder._instructions) == MAX_CACHED_INSTRUCTIONS

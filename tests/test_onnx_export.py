@@ -6,8 +6,8 @@ Tolerances (stated once, used below):
 - int8 ONNX vs PyTorch on the real development prompts: mean |difference| <= INT8_MEAN_SCORE_DIFF,
   max <= INT8_MAX_SCORE_DIFF, verdict agreement >= INT8_MIN_AGREEMENT and, for the MiniLM guard, F1
   within INT8_MAX_F1_CHANGE (dynamic int8 rounds weights and activations, so some drift is expected;
-  measured on the MiniLM probe guard over 661 dev prompts: mean 0.026, max 0.10, agreement 97.3%,
-  F1 0.806 -> 0.800).
+  measured on the MiniLM probe guard over 661 dev prompts: mean 0.026, max 0.11, agreement 96.5%,
+  F1 0.806 -> 0.796; the export before fusion: max 0.10, agreement 97.3%, F1 0.800).
 """
 
 from __future__ import annotations
@@ -101,7 +101,30 @@ def test_export_dir_is_a_complete_guard(dirs):
         assert meta["thresholds"] == json.loads((guard_dir / "uniguard.json").read_text())["thresholds"]
         assert meta["max_length"] == 128 and meta["onnx"]["opset"] >= 17
         assert meta["onnx"]["fp32_max_abs_score_diff"] <= FP32_SCORE_TOLERANCE
+        assert meta["onnx"]["fusion"]["applied"] and meta["onnx"]["fusion"]["ops"]["BiasGelu"] == 2  # one per layer
     assert isinstance(load_guard(guard_dir), Guard) and not isinstance(load_guard(guard_dir), OnnxGuard)
+
+
+def test_fused_graph_has_fused_ops_and_no_skip_layernorm(dirs):
+    """GELU+bias fused for speed; no SkipLayerNormalization, the onnxruntime kernel measured slower (SLOW_ORT_FUSIONS)."""
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(str(dirs[1] / "model.onnx")).graph.node}
+    assert "BiasGelu" in ops and "Erf" not in ops and "SkipLayerNormalization" not in ops
+
+
+def test_export_keeps_the_unfused_graph_when_fusion_fails(dirs, devset, tmp_path, monkeypatch):
+    import trainers.onnx_export as onnx_export
+
+    def broken(*_):
+        raise RuntimeError("unknown pattern")
+
+    monkeypatch.setattr(onnx_export, "_optimize", broken)
+    out = export_onnx(dirs[0], tmp_path / "unfused")
+    fusion = json.loads((out / "uniguard.json").read_text())["onnx"]["fusion"]
+    assert fusion["applied"] is False and "unknown pattern" in fusion["reason"]
+    texts = devset[0][:10]
+    np.testing.assert_allclose(load_guard(out).score(texts, POLICY), Guard.load(dirs[0]).score(texts, POLICY), atol=FP32_SCORE_TOLERANCE)
 
 
 def test_onnx_export_dir_is_served(dirs, devset):
@@ -180,13 +203,18 @@ def test_cli_export_json(dirs, tmp_path, monkeypatch, capsys):
 
 @pytest.mark.integration
 def test_minilm_probe_guard_int8_keeps_verdicts_and_f1(tmp_path, devset):
-    """The real MiniLM encoder with a head fitted on other real prompts: fp32 exact, int8 verdicts and F1 kept."""
+    """The real MiniLM encoder with a head fitted on other real prompts: fp32 exact, int8 verdicts and F1 kept.
+
+    Agreement is read on every held-out dev prompt (661), not a 150-prompt slice: 32 of those 150
+    PyTorch scores lie within 0.05 of the threshold while int8 scores drift 0.025 on average, so
+    float-rounding-level changes (onnxruntime's LayerNorm kernel choice, one matmul left in fp32)
+    moved the slice's agreement anywhere between 92.7% and 96.7%; on all 661 they stay 96-97%.
+    """
     from sklearn.metrics import f1_score
 
     from experiments.bench_serve import minilm_probe_guard
 
-    half = DEV_PER_CLASS // 2  # 75 per class keeps this under a couple of minutes on 2 shared cores
-    texts, labels = devset[0][:half] + devset[0][DEV_PER_CLASS : DEV_PER_CLASS + half], np.r_[devset[1][:half], devset[1][DEV_PER_CLASS : DEV_PER_CLASS + half]]
+    texts, labels = prompt_injection_devset(per_class=None, skip=PROBE_PER_CLASS)
     guard_dir = minilm_probe_guard(tmp_path / "minilm", *prompt_injection_devset(per_class=PROBE_PER_CLASS))
     guard = Guard.load(guard_dir)
     expected = guard.score(texts, POLICY)

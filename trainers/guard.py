@@ -70,6 +70,7 @@ class Guard:
     default_threshold: float = 0.5
     max_length: int = DEFAULT_MAX_LENGTH
     meta: dict = field(default_factory=dict)
+    _pairs: "PairEncoder | None" = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def load(cls, path: str | Path) -> "Guard":
@@ -99,8 +100,9 @@ class Guard:
 
     def encode(self, texts: Sequence[str], policy: Policy) -> dict[str, list[list[int]]]:
         """Unpadded features of (instruction, text) pairs; the user text is truncated, never the policy."""
-        check_instruction_fits(self.tokenizer, policy, self.max_length)
-        return encode_pairs(self.tokenizer, policy.instruction, texts, self.max_length)
+        if self._pairs is None or self._pairs.tokenizer is not self.tokenizer or self._pairs.max_length != self.max_length:
+            self._pairs = PairEncoder(self.tokenizer, self.max_length)
+        return self._pairs.encode(policy, texts)
 
     def score(self, texts: Sequence[str], policy: Policy | str, batch_size: int = 64) -> np.ndarray:
         """P(violation) for each text under `policy`, in input order."""
@@ -136,6 +138,75 @@ def encode_pairs(
     """Tokenise (instruction, text) pairs without padding; keeps token_type_ids where the model uses them."""
     encoded = tokenizer([instruction] * len(texts), list(texts), truncation="only_second", max_length=max_length)
     return {k: v for k, v in encoded.items() if k != "attention_mask"}
+
+
+MAX_CACHED_INSTRUCTIONS = 256
+
+
+class PairEncoder:
+    """`encode_pairs` with each policy instruction tokenised once instead of once per call.
+
+    A policy instruction is a few hundred characters and the same for every text; the fast
+    tokenizer's normaliser keeps per-character alignments, so normalising it twice (once for the
+    fits check, once in the pair) was most of a short request's tokenisation (measured 0.5 ms of
+    0.67 ms for one 13-token prompt). The pair is joined by the tokenizer's own post-processor, as
+    the tokenizer joins it itself, and the first use of each instruction is checked against
+    `encode_pairs`; a tokenizer for which the two differ (or a slow one) keeps using `encode_pairs`.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int):
+        self.tokenizer, self.max_length = tokenizer, max_length
+        self._backend = _private_backend(tokenizer)
+        self._instructions: dict[str, object | None] = {}  # instruction -> its Encoding, None: use encode_pairs
+        self._keys = [k for k in tokenizer.model_input_names if k != "attention_mask"]
+
+    def encode(self, policy: Policy, texts: Sequence[str]) -> dict[str, list[list[int]]]:
+        instruction = policy.instruction
+        if instruction not in self._instructions:
+            check_instruction_fits(self.tokenizer, policy, self.max_length)
+            if len(self._instructions) >= MAX_CACHED_INSTRUCTIONS:  # clients may send any number of inline policies
+                del self._instructions[next(iter(self._instructions))]
+            self._instructions[instruction] = self._cacheable(instruction, list(texts)[:1])
+        first = self._instructions[instruction]
+        if first is None:
+            return encode_pairs(self.tokenizer, instruction, texts, self.max_length)
+        return self._join(first, texts)
+
+    def _cacheable(self, instruction: str, sample: list[str]):
+        if self._backend is None or not set(self._keys) <= {"input_ids", "token_type_ids"}:
+            return None
+        first = self._backend.encode(instruction, add_special_tokens=False)
+        sample = sample or ["a sample text"]
+        return first if self._join(first, sample) == encode_pairs(self.tokenizer, instruction, sample, self.max_length) else None
+
+    def _join(self, first, texts: Sequence[str]) -> dict[str, list[list[int]]]:
+        room = self.max_length - len(first.ids) - self._backend.num_special_tokens_to_add(True)
+        features: dict[str, list[list[int]]] = {k: [] for k in self._keys}
+        for second in self._backend.encode_batch(list(texts), add_special_tokens=False):
+            if len(second.ids) > room:  # "only_second" truncation: the text loses its tail, the policy nothing
+                second.truncate(room)
+            pair = self._backend.post_process(first, second, add_special_tokens=True)
+            features["input_ids"].append(pair.ids)
+            if "token_type_ids" in features:
+                features["token_type_ids"].append(pair.type_ids)
+        return features
+
+
+def _private_backend(tokenizer: PreTrainedTokenizerBase):
+    """A copy of a fast tokenizer's Rust backend with no truncation or padding of its own.
+
+    `transformers` sets truncation and padding on the shared backend at every call, so the shared
+    one's state depends on the last caller; the copy's never changes.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    from tokenizers import Tokenizer
+
+    private = Tokenizer.from_str(backend.to_str())
+    private.no_truncation()
+    private.no_padding()
+    return private
 
 
 def score_token_ids(

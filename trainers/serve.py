@@ -264,6 +264,10 @@ class BodySizeLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+# (text characters x policies) a request may have for its tokenisation to run on the event loop (~0.5 ms at most)
+INLINE_ENCODE_CHARS = 1024
+
+
 class GuardService:
     """What a request needs: the guard, the policy table, the limits and the batcher."""
 
@@ -324,12 +328,20 @@ class GuardService:
                 merged.setdefault(k, []).extend(v)
         return merged
 
+    async def _encode(self, texts: list[str], policies: list[Policy]) -> dict[str, list[list[int]]]:
+        """Small requests are tokenised on the event loop: with the policy's tokens cached that is ~0.15 ms
+        for a short prompt, less than the two thread switches of `to_thread` cost on a busy machine.
+        Larger ones go to a thread so they never stall other requests for long."""
+        if sum(len(t) for t in texts) * len(policies) <= INLINE_ENCODE_CHARS:
+            return self.encode(texts, policies)
+        return await asyncio.to_thread(self.encode, texts, policies)
+
     async def check(self, request: CheckRequest) -> CheckResponse:
         self.check_limits(request)
         policies = self.resolve_policies(request.policies)
         if not request.texts:
             return CheckResponse(results=[], model=self.settings.model)
-        features = await asyncio.to_thread(self.encode, request.texts, policies)
+        features = await self._encode(request.texts, policies)
         scores = (await self.batcher.score(features)).reshape(len(policies), len(request.texts))
         results = []
         for t in range(len(request.texts)):
