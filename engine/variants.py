@@ -10,12 +10,14 @@ RUN/variants.jsonl, which `write_front` reads next to the journal.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import numpy as np
 
 from engine.journal import Journal
+from uniguard.errors import UserError
 
 VARIANTS_FILE = "variants.jsonl"
 
@@ -31,23 +33,17 @@ def variant_hash(source_hash: str, fmt: str) -> str:
 
 def front_point(run_dir: str | Path, point: int) -> dict:
     """Point `point` of the run's pareto.json (the caller has checked the run has one)."""
-    import json
-
     points = json.loads((Path(run_dir) / "pareto.json").read_text())["points"]
     if not 0 <= point < len(points):
-        from uniguard.errors import UserError
-
         raise UserError(f"--point {point}: the front of {run_dir} has points 0..{len(points) - 1}; see `uniguard pareto {run_dir}`")
     return points[point]
 
 
 def check_variant_export(run_dir: Path, point: int, fmt: str, quantize: str) -> None:
     """A variant point can only be exported as what was measured: refuse anything else before merging."""
-    from uniguard.errors import UserError
-
-    variant = front_point(run_dir, point).get("format")
-    if variant == "onnx-int8" and (fmt, quantize) != ("onnx", "int8"):
-        raise UserError(f"--point {point} of {run_dir} is an int8 ONNX variant (of merge {front_point(run_dir, point)['variant_of']}); "
+    chosen = front_point(run_dir, point)
+    if chosen.get("format") == "onnx-int8" and (fmt, quantize) != ("onnx", "int8"):
+        raise UserError(f"--point {point} of {run_dir} is an int8 ONNX variant (of merge {chosen['variant_of']}); "
                         "export it with --format onnx --quantize int8, or export its source merge's point for another format")
 
 
@@ -68,8 +64,6 @@ def add_variant(run_dir: str | Path, source: dict, guard_dir: str | Path, fmt: s
 
 def _use_thresholds(guard_dir: str | Path, thresholds: dict[str, float]) -> None:
     """The variant's own calibrated thresholds go with it: int8 scores differ a little from the merge's."""
-    import json
-
     from trainers.guard import GUARD_META_FILE
     from uniguard.io import write_json
 
