@@ -37,11 +37,11 @@ class Plan:
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train / validation / test shares of the synthetic data
 
 
-# The default is sized from measured rates on 2 CPU cores (MiniLM training ~2.8 examples/s, guard
-# evaluation ~15-25 texts/s): ~1,600 training examples, 16 models on ~500 test and dev rows each, and
-# a 24-recipe search keep the whole run near half an hour.
+# The default is sized from a timed run on 2 idle cores: n=100, 1 epoch, 24 recipes, 40 dev rows took
+# 9.6 min (guards 7 s each, MultiTaskGuard 68 s, search 105 s, evaluation 282 s) but left the single
+# guards barely trained, so the default trains 4x as much and searches a third longer, for ~20-25 min.
 PLANS = {
-    "default": Plan(policies=None, n=100, epochs=1, max_length=128, budget=24, workers=2, devset_rows=40, judge_rows=8),
+    "default": Plan(policies=None, n=160, epochs=2, max_length=128, budget=32, workers=2, devset_rows=60, judge_rows=8),
     "fast": Plan(policies=("prompt_injection", "violence_weapons", "pii_disclosure"), n=80, epochs=1, max_length=128,
                  budget=12, workers=2, devset_rows=30, judge_rows=4),
 }
