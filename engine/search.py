@@ -232,7 +232,9 @@ def _init_ray(ray, address: str | None, workers: int) -> None:
     if address:
         ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
     else:  # a local Ray, started for this search
-        ray.init(num_cpus=workers, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+        # address="local": a fresh instance even when another Ray runs on this machine (a `ray start`
+        # cluster would otherwise be joined, and joining refuses num_cpus)
+        ray.init(address="local", num_cpus=workers, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
 
 
 def _prepare(config: SearchConfig) -> dict:

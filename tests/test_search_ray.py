@@ -99,3 +99,24 @@ def test_search_survives_losing_a_worker_node(smoke, tmp_path, no_ray):
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def test_a_local_search_starts_its_own_ray_even_when_another_cluster_runs_here():
+    """A `ray start` cluster on the machine must not be joined (joining refuses num_cpus): quickstart
+    once crashed this way while another Ray ran next to it."""
+    import os
+    import subprocess
+    import sys
+
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 3})
+    try:
+        code = ("import ray; from engine.search import _init_ray; _init_ray(ray, None, 1); "
+                "print(ray.available_resources().get('CPU'))")
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.strip().splitlines()[-1] == "1.0"  # its own 1-CPU instance, not the 3-CPU cluster
+    finally:
+        cluster.shutdown()
