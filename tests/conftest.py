@@ -19,3 +19,32 @@ def tiny_pool_dirs(tmp_path_factory):
     base_dir = save_tiny_guard(base, root / "base")
     candidates = [save_tiny_guard(perturbed(base, seed=i + 1), root / f"guard_{i}") for i in range(3)]
     return base_dir, candidates
+
+
+@pytest.fixture(scope="session")
+def _smoke_search_once(tmp_path_factory):
+    """One real (tiny) 4-recipe search run on the smoke pool, made once per test session."""
+    from pathlib import Path
+
+    import ray
+
+    from engine.search import load_search_config, run_search
+    from experiments.smoke_pool import build_smoke_pool
+
+    root = tmp_path_factory.mktemp("smoke_search")
+    config_path = Path(__file__).parents[1] / "experiments" / "configs" / "smoke_search.yaml"
+    pool = build_smoke_pool(root / "pool")
+    try:
+        run_search(load_search_config(config_path, pool), root / "run", budget=4, workers=1, progress=False)
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+    return root / "run"
+
+
+@pytest.fixture
+def smoke_search_run(_smoke_search_once, tmp_path):
+    """A private copy of the smoke search run (tests add variants and exports to it)."""
+    import shutil
+
+    return shutil.copytree(_smoke_search_once, tmp_path / "run")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -231,21 +230,9 @@ def test_minilm_probe_guard_int8_keeps_verdicts_and_f1(tmp_path, devset):
 
 
 @pytest.mark.integration
-def test_search_run_point_exports_to_hf_and_int8_onnx(tmp_path):
+def test_search_run_point_exports_to_hf_and_int8_onnx(smoke_search_run, tmp_path):
     """SOURCE = a real (tiny) search run: its Pareto point becomes a served-ready ONNX guard."""
-    import ray
-
-    from engine.search import load_search_config, run_search
-    from experiments.smoke_pool import build_smoke_pool
-
-    config_path = Path(__file__).parents[1] / "experiments" / "configs" / "smoke_search.yaml"
-    pool = build_smoke_pool(tmp_path / "pool")
-    run = tmp_path / "run"
-    try:
-        run_search(load_search_config(config_path, pool), run, budget=4, workers=1, progress=False)
-    finally:
-        if ray.is_initialized():
-            ray.shutdown()
+    run = smoke_search_run
     with pytest.raises(UserError, match="--point"):
         export_guard(run, tmp_path / "nopoint", "onnx")
     hf = export_guard(run, tmp_path / "hf", "hf", point=0)

@@ -55,7 +55,7 @@ def test_a_two_seed_study_on_tiny_guards_writes_every_table_and_resumes(tmp_path
     text = report.read_text()
     for question in ("Q1.", "Q2.", "Q3.", "Q4."):
         assert question in text
-    assert "in 0/2 seeds" in text or "in 1/2 seeds" in text or "in 2/2 seeds" in text
+    assert text.count("/2 seeds") >= 10 and "/3 seeds" not in text  # every verdict counts over the 2 seeds run
     assert "MultiTaskGuard trained without violence_weapons" in text
     stored = json.loads((out / "study.json").read_text())
     assert set(stored["per_seed"]) == {"0", "1"}

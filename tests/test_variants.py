@@ -1,7 +1,6 @@
 """Deployment variants (int8 ONNX exports) measured with the search's protocol and put on its front."""
 
 import json
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -33,21 +32,10 @@ def test_a_variant_that_dominates_joins_the_front_and_exports_only_as_what_was_m
 
 
 @pytest.mark.integration
-def test_int8_export_of_a_search_point_is_measured_like_a_merge_and_added_to_the_front(tmp_path):
-    import ray
-
-    from engine.search import load_search_config, run_search
-    from experiments.smoke_pool import build_smoke_pool
+def test_int8_export_of_a_search_point_is_measured_like_a_merge_and_added_to_the_front(smoke_search_run, tmp_path):
     from trainers.onnx_export import export_guard
 
-    config_path = Path(__file__).parents[1] / "experiments" / "configs" / "smoke_search.yaml"
-    pool = build_smoke_pool(tmp_path / "pool")
-    run = tmp_path / "run"
-    try:
-        run_search(load_search_config(config_path, pool), run, budget=4, workers=1, progress=False)
-    finally:
-        if ray.is_initialized():
-            ray.shutdown()
+    run = smoke_search_run
     source = json.loads((run / "pareto.json").read_text())["points"][0]
     # The protocol itself: an fp32 ONNX export scores like the merge, so it must reproduce the search's F1.
     fp32 = export_guard(run, tmp_path / "fp32", "onnx", point=0)
