@@ -30,37 +30,64 @@ def tensor_seed(recipe_seed: int, name: str) -> int:
     return (recipe_seed * 1_000_003 + zlib.crc32(name.encode())) % (2**31 - 1)
 
 
-def merge_state_dict(pool: ModelPool, recipe: Recipe) -> dict[str, torch.Tensor]:
-    """The merged model's state dict (layers renumbered when some are dropped), in `recipe.dtype`."""
+def merge_state_dict(pool: ModelPool, recipe: Recipe, into: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The merged model's state dict (layers renumbered when some are dropped), in `recipe.dtype`.
+
+    `into`: float32 tensors under the merged names (e.g. a model's `state_dict()`, which shares the
+    parameters' storage) to write the result into instead of new tensors; values are still rounded
+    through `recipe.dtype`. A search merges recipe after recipe into one model this way: no
+    allocation, no page faults on fresh memory, no copy into the model afterwards."""
     recipe.check_against(pool.num_candidates, pool.num_layers)
     op = operators.get(recipe.operator)
-    kept = list(recipe.layers) if recipe.layers is not None else list(range(pool.num_layers))
-    new_index = {old: new for new, old in enumerate(kept)}
     validated: dict[int, dict[str, Any]] = {}
     out: dict[str, torch.Tensor] = {}
-    for name, role in pool.roles.items():
-        if role.layer is not None and role.layer not in new_index:
-            continue  # dropped layer: never merged
+    for name, out_name in merged_names(pool, recipe).items():
+        role = pool.roles[name]
+        dest = _destination(into, out_name, pool.base[name])
         if role.in_scope(recipe.scope):
             slot = role.slot(pool.num_layers)
             if slot not in validated:
                 validated[slot] = op.validate(pool.num_candidates, recipe.operator_params(slot))
-            merged = _merge_tensor(pool, op, name, validated[slot], recipe.seed)
+            merged = _merge_tensor(pool, op, name, validated[slot], recipe.seed, dest)
         else:
-            merged = pool.candidate(recipe.anchor, name)
-        out_name = renumber_layer(name, new_index[role.layer]) if role.layer is not None else name
-        out[out_name] = merged.to(DTYPES[recipe.dtype]).contiguous()
+            merged = pool.candidate(recipe.anchor, name, out=dest)
+        out[out_name] = _in_dtype(merged, DTYPES[recipe.dtype], in_place=dest is not None)
     return out
 
 
-def _merge_tensor(pool: ModelPool, op: operators.MergeOperator, name: str, params: dict[str, Any], seed: int) -> torch.Tensor:
+def merged_names(pool: ModelPool, recipe: Recipe) -> dict[str, str]:
+    """Pool tensor name -> its name in the merged model, for the tensors of the layers kept."""
+    kept = list(recipe.layers) if recipe.layers is not None else list(range(pool.num_layers))
+    new_index = {old: new for new, old in enumerate(kept)}
+    return {name: renumber_layer(name, new_index[role.layer]) if role.layer is not None else name
+            for name, role in pool.roles.items() if role.layer is None or role.layer in new_index}
+
+
+def _destination(into: dict[str, torch.Tensor] | None, name: str, like: torch.Tensor) -> torch.Tensor | None:
+    if into is None:
+        return None
+    dest = into.get(name)
+    if dest is None or dest.shape != like.shape or dest.dtype != torch.float32 or not dest.is_contiguous():
+        got = "missing" if dest is None else f"{dest.dtype} {tuple(dest.shape)}"
+        raise ValueError(f"merge destination {name!r}: need a contiguous float32 tensor of shape {tuple(like.shape)}, got {got}")
+    return dest
+
+
+def _in_dtype(tensor: torch.Tensor, dtype: torch.dtype, in_place: bool) -> torch.Tensor:
+    if in_place:  # keep float32 storage, with the values the dtype can hold
+        return tensor if dtype == torch.float32 else tensor.copy_(tensor.to(dtype))
+    return tensor.to(dtype).contiguous()
+
+
+def _merge_tensor(pool: ModelPool, op: operators.MergeOperator, name: str, params: dict[str, Any], seed: int,
+                  out: torch.Tensor | None) -> torch.Tensor:
     if "seed" in params:
         params = {**params, "seed": tensor_seed(seed, name)}
     if op.inputs == "deltas":
         inputs = pool.task_vectors[name]
     else:
         inputs = [pool.candidate(i, name) for i in range(pool.num_candidates)]
-    return op.apply(pool.base[name], inputs, params, context=pool.context(name) if op.uses_context else None)
+    return op.apply(pool.base[name], inputs, params, context=pool.context(name) if op.uses_context else None, out=out)
 
 
 def merged_config(pool: ModelPool, recipe: Recipe):

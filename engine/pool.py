@@ -108,8 +108,8 @@ class ModelPool:
         """Per-layer recipe values: embeddings, each encoder layer, head."""
         return self.num_layers + 2
 
-    def candidate(self, i: int, name: str) -> torch.Tensor:
-        return self.base[name] + self.task_vectors[name][i]
+    def candidate(self, i: int, name: str, out: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.add(self.base[name], self.task_vectors[name][i], out=out)
 
     def context(self, name: str) -> TaskVectorContext:
         """Magnitude indexes and row ranks of one tensor's task vectors, built on first use."""

@@ -1,7 +1,8 @@
 """Merge benchmark: TIES at density 0.5 over the offline MiniLM classifier family (base + 3).
 
 Prints, from one run on this machine:
-  * uniguard per-recipe merge in memory (pool loaded and indexed once, as the search uses it);
+  * uniguard per-recipe merge in memory (pool loaded and indexed once, as the search uses it), both
+    into one model's parameters reused across recipes (what the search does) and into new tensors;
   * uniguard whole process (`uniguard merge CONFIG --out DIR`) and mergekit whole process
     (`mergekit-yaml CONFIG DIR`) on the same YAML;
   * the memory-bandwidth bound: the bytes a merge must move (read base + 3 task vectors, write
@@ -85,10 +86,12 @@ def in_memory(base: Path, candidates: list[Path], repeats: int) -> dict:
     rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     first = merge_state_dict(pool, Recipe(operator="ties", weights=[1, 1, 1], density=0.5))  # builds the indexes
     indexed = time.perf_counter()
-    del first
     tensor_bytes = sum(t.numel() * 4 for t in pool.base.values())
     bytes_moved = tensor_bytes * (pool.num_candidates + 2)  # read base + task vectors, write the result
-    times, bounds, cpu_times, cpu_bounds = [], [], [], []
+    # the search's path: every recipe merged into the same model's parameters (fitness/evaluator.py)
+    into = {name: torch.zeros_like(t) for name, t in first.items()}
+    del first
+    times, into_times, bounds, cpu_times, into_cpu_times, cpu_bounds = [], [], [], [], [], []
     for r in range(repeats):  # different recipes each time: nothing is cached between them
         recipe = Recipe(operator="ties", weights=[1.0, 0.8 + 0.1 * r, 0.6], density=0.5 - 0.01 * r)
         t0, c0 = time.perf_counter(), time.process_time()
@@ -96,6 +99,10 @@ def in_memory(base: Path, candidates: list[Path], repeats: int) -> dict:
         times.append(time.perf_counter() - t0)
         cpu_times.append(time.process_time() - c0)
         del state
+        t0, c0 = time.perf_counter(), time.process_time()
+        merge_state_dict(pool, recipe, into=into)
+        into_times.append(time.perf_counter() - t0)
+        into_cpu_times.append(time.process_time() - c0)
         # interleaved with the merges, so machine load affects both alike
         bounds.append(bytes_moved / copy_bandwidth(*copy_buffers, repeats=1))
         cpu_bounds.append(bytes_moved / copy_bandwidth(*copy_buffers, repeats=1, clock=time.process_time))
@@ -104,10 +111,12 @@ def in_memory(base: Path, candidates: list[Path], repeats: int) -> dict:
         "first_merge_with_index_build_s": indexed - loaded,
         "merge_s": statistics.median(times),
         "merge_times_s": times,
+        "merge_into_s": statistics.median(into_times),
         "bound_s": statistics.median(bounds),
         # CPU seconds of the whole process (every thread): what a loaded machine cannot inflate by
         # descheduling us, though it still shares caches and memory bandwidth
         "merge_cpu_s": statistics.median(cpu_times),
+        "merge_into_cpu_s": statistics.median(into_cpu_times),
         "bound_cpu_s": statistics.median(cpu_bounds),
         "bytes_moved": bytes_moved,
         "model_bytes": tensor_bytes,
@@ -170,7 +179,8 @@ def main() -> None:
     inputs_bytes = mem["model_bytes"] * (1 + len(candidates))
 
     rows = [
-        ("uniguard in-memory merge (per recipe)", mem["merge_s"]),
+        ("uniguard merge into the search's model (per recipe)", mem["merge_into_s"]),
+        ("uniguard merge into new tensors (per recipe)", mem["merge_s"]),
         ("  first merge incl. one-time magnitude index", mem["first_merge_with_index_build_s"]),
         ("  pool load (once)", mem["load_s"]),
         ("uniguard whole process (uniguard merge)", ours_process),
@@ -183,10 +193,12 @@ def main() -> None:
         print(f"  {label:<48} {seconds * 1000:9.1f} ms")
     print(f"  copy bandwidth {bytes_moved / bound / 1e9:.2f} GB/s; bytes a merge moves {bytes_moved / 1e6:.0f} MB")
     print("ratios:")
-    print(f"  in-memory merge / bandwidth bound         {mem['merge_s'] / bound:7.2f}x   (goal <= 2; both single-threaded)")
-    print(f"    same, in process CPU time               {mem['merge_cpu_s'] / mem['bound_cpu_s']:7.2f}x   "
-          f"({mem['merge_cpu_s'] * 1000:.1f} / {mem['bound_cpu_s'] * 1000:.1f} ms; robust to other jobs taking the cores)")
-    print(f"  mergekit process / uniguard per recipe    {mergekit_process / mem['merge_s']:7.1f}x   (goal >= 50)")
+    print(f"  merge into model / bandwidth bound        {mem['merge_into_s'] / bound:7.2f}x   (goal <= 2; both single-threaded)")
+    print(f"    same, in process CPU time               {mem['merge_into_cpu_s'] / mem['bound_cpu_s']:7.2f}x   "
+          f"({mem['merge_into_cpu_s'] * 1000:.1f} / {mem['bound_cpu_s'] * 1000:.1f} ms; robust to other jobs taking the cores)")
+    print(f"  merge into new tensors / bound            {mem['merge_s'] / bound:7.2f}x   "
+          f"(CPU time {mem['merge_cpu_s'] / mem['bound_cpu_s']:.2f}x; a fresh allocation's page faults included)")
+    print(f"  mergekit process / uniguard per recipe    {mergekit_process / mem['merge_into_s']:7.1f}x   (goal >= 50)")
     print(f"  mergekit process / uniguard process       {mergekit_process / ours_process:7.2f}x")
     merge_memory = mem["peak_rss_bytes"] - mem["rss_before_load_bytes"]
     print(f"  merge peak memory / inputs' size          {merge_memory / inputs_bytes:7.2f}x   (goal <= 2; "

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from safetensors.torch import save as safetensors_bytes
 from transformers import AutoModelForSequenceClassification
 
-from engine.merge import merge_state_dict, merged_config
+from engine.merge import DTYPES, merge_state_dict, merged_config, merged_names
 from engine.pool import ModelPool
 from engine.recipe import Recipe
 from fitness.data import EvalSet, Half
@@ -89,7 +89,7 @@ class Evaluator:
     def __init__(self, pool: ModelPool, eval_set: EvalSet, tokenizer, settings: FitnessSettings):
         self.pool, self.eval_set, self.tokenizer, self.settings = pool, eval_set, tokenizer, settings
         self.metric = get_metric(settings.metric)
-        self._models: dict[int, torch.nn.Module] = {}
+        self._models: dict[int, tuple[torch.nn.Module, dict[str, torch.Tensor]]] = {}
         self._sizes: dict[str, int] = {}
         self._latencies: dict[str, float] = {}
         self._draws: dict[float, list] = {}
@@ -98,13 +98,12 @@ class Evaluator:
         """`front`: (f1, size, latency[, scores]) points; `latencies`: ms per example already measured
         for a shape elsewhere (other workers), reused so one shape has one latency in a search."""
         start = time.perf_counter()
-        state = merge_state_dict(self.pool, recipe)
+        num_layers = len(recipe.layers) if recipe.layers is not None else self.pool.num_layers
+        model, weights = self._model(recipe, num_layers)
+        state = merge_state_dict(self.pool, recipe, into=weights)  # straight into the model's parameters
         merged = time.perf_counter()
         shape = shape_key(recipe, self.pool.num_layers)
         size = self._size(state, recipe, shape)
-        num_layers = len(recipe.layers) if recipe.layers is not None else self.pool.num_layers
-        model = self._model(recipe, num_layers)
-        model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
         if latencies and shape in latencies:
             self._latencies[shape] = latencies[shape]
         latency = self._latency(model, shape)
@@ -153,16 +152,25 @@ class Evaluator:
         done.append(score_token_ids(model, self.tokenizer, new, self.settings.batch_size))
         return len(new["input_ids"])
 
-    def _model(self, recipe: Recipe, num_layers: int) -> torch.nn.Module:
+    def _model(self, recipe: Recipe, num_layers: int) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
+        """One model per layer count, reused for every recipe of that shape, with its state dict: tensors
+        sharing the parameters' storage, so a merge written into them is the model's new weights."""
         if num_layers not in self._models:
             config = merged_config(self.pool, recipe)
-            self._models[num_layers] = AutoModelForSequenceClassification.from_config(config).eval()
+            model = AutoModelForSequenceClassification.from_config(config).eval()
+            weights = model.state_dict()
+            expected = set(merged_names(self.pool, recipe).values())
+            if set(weights) != expected:  # what load_state_dict(strict=True) would refuse
+                raise RuntimeError(f"the merged model's tensors do not match the pool's: "
+                                   f"missing {sorted(expected - set(weights))[:3]}, unexpected {sorted(set(weights) - expected)[:3]}")
+            self._models[num_layers] = model, weights
         return self._models[num_layers]
 
     def _size(self, state: dict[str, torch.Tensor], recipe: Recipe, key: str) -> int:
         """Bytes of the model.safetensors `export` writes; depends only on layers kept and dtype."""
         if key not in self._sizes:
-            self._sizes[key] = len(safetensors_bytes(state, metadata={"format": "pt", "uniguard_recipe": recipe.hash}))
+            in_dtype = {name: t.to(DTYPES[recipe.dtype]) for name, t in state.items()}
+            self._sizes[key] = len(safetensors_bytes(in_dtype, metadata={"format": "pt", "uniguard_recipe": recipe.hash}))
         return self._sizes[key]
 
     def _latency(self, model, key: str) -> float:

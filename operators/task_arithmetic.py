@@ -49,11 +49,13 @@ def generalized_task_arithmetic(
     rescale: bool = True,
     seed: int = 0,
     context: TaskVectorContext | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """base + lambda * combine_i(w_i * keep_i(delta_i)), in one fused pass over memory.
 
     `combine` is a sum, or with `consensus` the sum of values agreeing with the elected sign;
-    `normalize` divides by the summed weights (of the agreeing models, with consensus)."""
+    `normalize` divides by the summed weights (of the agreeing models, with consensus). `out`: a
+    float32 contiguous tensor of base's shape to write into (else a new one)."""
     stacked = deltas if isinstance(deltas, torch.Tensor) else torch.stack(list(deltas))
     n_models = stacked.shape[0]
     rules = list(rules) if rules is not None else [KEEP_ALL] * n_models
@@ -66,8 +68,8 @@ def generalized_task_arithmetic(
     # numpy views, reshaped in numpy: torch's per-call reshape overhead, times three per tensor and
     # a hundred tensors per model, was measurable next to a memory-speed kernel
     base_np = _float32_array(base)
-    out = np.empty_like(base_np)  # base's shape, so the result needs no reshape
-    base_flat, out_flat = base_np.reshape(-1), out.reshape(-1)
+    result = torch.from_numpy(np.empty_like(base_np)) if out is None else _checked_out(out, base_np.shape)
+    base_flat, out_flat = base_np.reshape(-1), result.numpy().reshape(-1)
     deltas_flat = _float32_array(stacked).reshape(n_models, -1)
     if all(rule.is_magnitude_only for rule in rules):
         _magnitude_merge(base_flat, deltas_flat, weights, rules, consensus, normalize, lambda_, out_flat)
@@ -78,7 +80,14 @@ def generalized_task_arithmetic(
             as_array("lo"), as_array("hi"), as_array("prob"), as_array("prob_slope"), ranks, uses_ranks, rescale, int(seed),
             KERNEL_CODE[consensus], normalize, float(lambda_), out_flat,
         )
-    return torch.from_numpy(out)
+    return result
+
+
+def _checked_out(out: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    if out.dtype != torch.float32 or tuple(out.shape) != tuple(shape) or not out.is_contiguous():
+        raise ValueError(f"out must be a contiguous float32 tensor of shape {tuple(shape)}, "
+                         f"got {out.dtype} {tuple(out.shape)} (contiguous: {out.is_contiguous()})")
+    return out
 
 
 def _float32_array(tensor: torch.Tensor) -> np.ndarray:
@@ -111,74 +120,74 @@ def _indexes(deltas: torch.Tensor, context: TaskVectorContext | None) -> list[Ma
 
 @merge_operator("task_arithmetic", params=[WEIGHTS, LAMBDA, normalize_param(False)],
                 reference="https://arxiv.org/abs/2212.04089")
-def task_arithmetic(base, deltas, *, weights, lambda_, normalize):
+def task_arithmetic(base, deltas, *, weights, lambda_, normalize, out=None):
     """base + lambda * sum_i w_i * delta_i."""
-    return generalized_task_arithmetic(base, deltas, weights, normalize=normalize, lambda_=lambda_)
+    return generalized_task_arithmetic(base, deltas, weights, normalize=normalize, lambda_=lambda_, out=out)
 
 
 @merge_operator("ties", params=[WEIGHTS, DENSITY, LAMBDA, normalize_param(True)],
                 uses_context=True, reference="https://arxiv.org/abs/2306.01708")
-def ties(base, deltas, *, weights, density, lambda_, normalize, context=None):
+def ties(base, deltas, *, weights, density, lambda_, normalize, context=None, out=None):
     """TIES: trim to top-density magnitudes, elect signs by mass, average the agreeing entries."""
     rules = [magnitude_topk(index, density) for index in _indexes(deltas, context)]
-    return generalized_task_arithmetic(base, deltas, weights, rules=rules, consensus="sum", normalize=normalize, lambda_=lambda_)
+    return generalized_task_arithmetic(base, deltas, weights, rules=rules, consensus="sum", normalize=normalize, lambda_=lambda_, out=out)
 
 
-def _dare(base, deltas, weights, density, lambda_, normalize, rescale, seed, consensus):
+def _dare(base, deltas, weights, density, lambda_, normalize, rescale, seed, consensus, out):
     return generalized_task_arithmetic(base, deltas, weights, rules=[random_drop(density)] * len(deltas), consensus=consensus,
-                                       normalize=normalize, lambda_=lambda_, rescale=rescale, seed=seed)
+                                       normalize=normalize, lambda_=lambda_, rescale=rescale, seed=seed, out=out)
 
 
 @merge_operator("dare_linear", params=[WEIGHTS, DENSITY, LAMBDA, normalize_param(False), RESCALE, SEED],
                 reference="https://arxiv.org/abs/2311.03099")
-def dare_linear(base, deltas, *, weights, density, lambda_, normalize, rescale, seed):
+def dare_linear(base, deltas, *, weights, density, lambda_, normalize, rescale, seed, out=None):
     """DARE: random drop with probability 1 - density, rescale by 1 / density, weighted sum."""
-    return _dare(base, deltas, weights, density, lambda_, normalize, rescale, seed, consensus=None)
+    return _dare(base, deltas, weights, density, lambda_, normalize, rescale, seed, consensus=None, out=out)
 
 
 @merge_operator("dare_ties", params=[WEIGHTS, DENSITY, LAMBDA, normalize_param(False), RESCALE, SEED],
                 reference="https://arxiv.org/abs/2311.03099")
-def dare_ties(base, deltas, *, weights, density, lambda_, normalize, rescale, seed):
+def dare_ties(base, deltas, *, weights, density, lambda_, normalize, rescale, seed, out=None):
     """DARE drop-and-rescale followed by TIES sign consensus."""
-    return _dare(base, deltas, weights, density, lambda_, normalize, rescale, seed, consensus="sum")
+    return _dare(base, deltas, weights, density, lambda_, normalize, rescale, seed, consensus="sum", out=out)
 
 
-def _breadcrumbs(base, deltas, weights, density, gamma, lambda_, normalize, context, consensus):
+def _breadcrumbs(base, deltas, weights, density, gamma, lambda_, normalize, context, consensus, out):
     rules = [magnitude_band(index, density, gamma) for index in _indexes(deltas, context)]
-    return generalized_task_arithmetic(base, deltas, weights, rules=rules, consensus=consensus, normalize=normalize, lambda_=lambda_)
+    return generalized_task_arithmetic(base, deltas, weights, rules=rules, consensus=consensus, normalize=normalize, lambda_=lambda_, out=out)
 
 
 @merge_operator("breadcrumbs", params=[WEIGHTS, BREADCRUMBS_DENSITY, GAMMA, LAMBDA,
                 normalize_param(False)], uses_context=True,
                 reference="https://arxiv.org/abs/2312.06795")
-def breadcrumbs(base, deltas, *, weights, density, gamma, lambda_, normalize, context=None):
+def breadcrumbs(base, deltas, *, weights, density, gamma, lambda_, normalize, context=None, out=None):
     """Model Breadcrumbs: keep a magnitude band (no outliers, no small entries), weighted sum."""
-    return _breadcrumbs(base, deltas, weights, density, gamma, lambda_, normalize, context, consensus=None)
+    return _breadcrumbs(base, deltas, weights, density, gamma, lambda_, normalize, context, consensus=None, out=out)
 
 
 @merge_operator("breadcrumbs_ties", params=[WEIGHTS, BREADCRUMBS_DENSITY, GAMMA,
                 LAMBDA, normalize_param(False)], uses_context=True,
                 reference="https://arxiv.org/abs/2312.06795")
-def breadcrumbs_ties(base, deltas, *, weights, density, gamma, lambda_, normalize, context=None):
+def breadcrumbs_ties(base, deltas, *, weights, density, gamma, lambda_, normalize, context=None, out=None):
     """Model Breadcrumbs band followed by TIES sign consensus."""
-    return _breadcrumbs(base, deltas, weights, density, gamma, lambda_, normalize, context, consensus="sum")
+    return _breadcrumbs(base, deltas, weights, density, gamma, lambda_, normalize, context, consensus="sum", out=out)
 
 
-def _della(base, deltas, weights, density, epsilon, lambda_, normalize, rescale, seed, context, consensus):
+def _della(base, deltas, weights, density, epsilon, lambda_, normalize, rescale, seed, context, consensus, out):
     rules = [ranked_random_drop(density, epsilon)] * len(deltas)
     return generalized_task_arithmetic(base, deltas, weights, rules=rules, consensus=consensus, normalize=normalize,
-                                       lambda_=lambda_, rescale=rescale, seed=seed, context=context)
+                                       lambda_=lambda_, rescale=rescale, seed=seed, context=context, out=out)
 
 
 @merge_operator("della", params=[WEIGHTS, DENSITY, EPSILON, LAMBDA, normalize_param(True), RESCALE, SEED],
                 uses_context=True, reference="https://arxiv.org/abs/2406.11617")
-def della(base, deltas, *, weights, density, epsilon, lambda_, normalize, rescale, seed, context=None):
+def della(base, deltas, *, weights, density, epsilon, lambda_, normalize, rescale, seed, context=None, out=None):
     """DELLA: magnitude-ranked random drop (MagPrune), TIES sign election, fused average."""
-    return _della(base, deltas, weights, density, epsilon, lambda_, normalize, rescale, seed, context, consensus="sum")
+    return _della(base, deltas, weights, density, epsilon, lambda_, normalize, rescale, seed, context, consensus="sum", out=out)
 
 
 @merge_operator("della_linear", params=[WEIGHTS, DENSITY, EPSILON, LAMBDA, normalize_param(False), RESCALE, SEED],
                 uses_context=True, reference="https://arxiv.org/abs/2406.11617")
-def della_linear(base, deltas, *, weights, density, epsilon, lambda_, normalize, rescale, seed, context=None):
+def della_linear(base, deltas, *, weights, density, epsilon, lambda_, normalize, rescale, seed, context=None, out=None):
     """DELLA MagPrune without sign consensus, weighted sum."""
-    return _della(base, deltas, weights, density, epsilon, lambda_, normalize, rescale, seed, context, consensus=None)
+    return _della(base, deltas, weights, density, epsilon, lambda_, normalize, rescale, seed, context, consensus=None, out=out)

@@ -224,3 +224,34 @@ def test_merge_cli_reports_bad_configs_without_a_traceback(tmp_path):
     result = CliRunner().invoke(app, ["merge", str(bad), "--out", str(tmp_path / "o")])
     assert result.exit_code != 0
     assert isinstance(result.exception, UserError) and "passthrough" in str(result.exception)
+
+
+@pytest.mark.parametrize("recipe", [
+    Recipe(operator="ties", weights=[1, 0.5, 0.8], density=0.4, scope="attention", anchor=1),
+    Recipe(operator="della", weights=[1, 1, 1], density=0.5, seed=3, dtype="bfloat16"),
+    Recipe(operator="linear", weights=[1, 2, 3], layers=(1,), dtype="float16"),  # no `out=`: copied in
+])
+def test_merging_into_a_models_parameters_gives_the_same_weights(pool, recipe):
+    """The search merges into one model's state dict: same values as a fresh merge (rounded through the
+    recipe's dtype), written into the parameters' own storage."""
+    from engine.merge import merged_config
+
+    model = AutoModelForSequenceClassification.from_config(merged_config(pool, recipe))
+    weights = model.state_dict()
+    pointers = {name: t.data_ptr() for name, t in weights.items()}
+    into = merge_state_dict(pool, recipe, into=weights)
+    fresh = merge_state_dict(pool, recipe)
+    params = dict(model.named_parameters())
+    for name, expected in fresh.items():
+        assert into[name].data_ptr() == pointers[name]
+        assert torch.equal(into[name], expected.float()), name
+        if name in params:
+            assert torch.equal(params[name].detach(), expected.float()), name
+
+
+def test_merging_into_a_wrong_destination_is_refused(pool):
+    name = "bert.encoder.layer.0.output.dense.weight"
+    weights = {k: v.clone() for k, v in merge_state_dict(pool, Recipe(operator="ties", weights=[1, 1, 1])).items()}
+    weights[name] = weights[name].t()  # wrong shape
+    with pytest.raises(ValueError, match=name):
+        merge_state_dict(pool, Recipe(operator="ties", weights=[1, 1, 1]), into=weights)
