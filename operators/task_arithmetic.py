@@ -8,6 +8,7 @@ breadcrumbs and DELLA differ only in which sparsifier and consensus rule they co
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Sequence
 
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from operators.consensus import KERNEL_CODE, ConsensusRule
-from operators.kernels import gta_kernel, magnitude_elect, magnitude_sum
+from operators.kernels import MIN_KEEP_PROBABILITY, RANDOM_SPAN, fixed_rule_elect, fixed_rule_sum, gta_kernel
 from operators.registry import Param, merge_operator
 from operators.sparsify import (
     KEEP_ALL, KeepRule, MagnitudeIndex, TaskVectorContext, magnitude_band, magnitude_topk, random_drop, ranked_random_drop,
@@ -71,8 +72,8 @@ def generalized_task_arithmetic(
     result = torch.from_numpy(np.empty_like(base_np)) if out is None else _checked_out(out, base_np.shape)
     base_flat, out_flat = base_np.reshape(-1), result.numpy().reshape(-1)
     deltas_flat = _float32_array(stacked).reshape(n_models, -1)
-    if all(rule.is_magnitude_only for rule in rules):
-        _magnitude_merge(base_flat, deltas_flat, weights, rules, consensus, normalize, lambda_, out_flat)
+    if not uses_ranks:
+        _fixed_rule_merge(base_flat, deltas_flat, weights, rules, consensus, normalize, lambda_, rescale, seed, out_flat)
     else:
         as_array = lambda attr: np.array([getattr(rule, attr) for rule in rules], dtype=np.float64)  # noqa: E731
         gta_kernel(
@@ -95,18 +96,25 @@ def _float32_array(tensor: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(tensor.detach().float().numpy())
 
 
-def _magnitude_merge(base, deltas, weights, rules, consensus, normalize, lambda_, out) -> None:
-    """Threshold-only rules: the kernel without RNG or rank reads. Per-model values go in as tuples of
-    Python floats (one compiled version per model count, its model loop unrolled); the kernel rounds
-    them to float32, as np.float32 here would, but without a scalar object per value and tensor."""
+def _fixed_rule_merge(base, deltas, weights, rules, consensus, normalize, lambda_, rescale, seed, out) -> None:
+    """Rules fixed across entries (a magnitude band and a constant keep probability): the vectorised
+    single-thread kernels. Per-model values go in as tuples of Python floats (one compiled version per
+    model count, its model loop unrolled); the kernel rounds them to float32, as np.float32 here would,
+    but without a scalar object per value and tensor. Threshold-only rules compile without the RNG."""
     w = tuple(map(float, weights))
     lo, hi = tuple(rule.lo for rule in rules), tuple(rule.hi for rule in rules)
+    probs = [1.0 if rule.prob >= 1.0 else max(rule.prob, MIN_KEEP_PROBABILITY) for rule in rules]
+    if all(p >= 1.0 for p in probs):
+        scale, drop = w, None
+    else:  # survivors rescaled by 1 / p; p = 1 keeps every entry: 53-bit draws are all below 2**53
+        scale = tuple(x / p if rescale else x for x, p in zip(w, probs))
+        drop = (tuple(np.uint64(math.ceil(p * RANDOM_SPAN)) for p in probs), np.uint64(seed))
     if consensus is None:
-        weight_sum = sum(float(x) for x in weights)
+        weight_sum = sum(w)
         weight_sum = 1.0 if abs(weight_sum) < 1e-8 else weight_sum
-        magnitude_sum(base, deltas, w, lo, hi, np.float32(lambda_ / weight_sum if normalize else lambda_), out)
+        fixed_rule_sum(base, deltas, scale, lo, hi, drop, np.float32(lambda_ / weight_sum if normalize else lambda_), out)
     else:
-        magnitude_elect(base, deltas, w, lo, hi, consensus == "count", bool(normalize), np.float32(lambda_), out)
+        fixed_rule_elect(base, deltas, scale, w, lo, hi, drop, consensus == "count", bool(normalize), np.float32(lambda_), out)
 
 
 def sparsified(delta: torch.Tensor, rule: KeepRule, *, rescale: bool = True, seed: int = 0) -> torch.Tensor:

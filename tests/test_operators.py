@@ -164,6 +164,26 @@ def test_dare_drop_is_bernoulli_with_rescale():
     assert torch.allclose(out[out != 0], torch.full_like(out[out != 0], 1 / 0.3))
 
 
+@pytest.mark.parametrize("consensus,normalize", [(None, False), ("sum", True), ("count", False)])
+def test_dare_kernel_draws_the_same_drops_as_the_block_kernel(consensus, normalize):
+    """DARE runs on the vectorised fixed-rule kernel (integer compare of the random bits); DELLA keeps
+    the block kernel. Both must drop the same entries for a seed, with values equal to float32 rounding."""
+    import numpy as np
+
+    from operators.consensus import KERNEL_CODE
+    from operators.kernels import gta_kernel
+
+    g = torch.Generator().manual_seed(4)
+    base, deltas, weights = torch.randn(50_001, generator=g), 0.01 * torch.randn(3, 50_001, generator=g), [1.0, -0.7, 0.6]
+    fast = generalized_task_arithmetic(base, deltas, weights, rules=[random_drop(0.3)] * 3, consensus=consensus,
+                                       normalize=normalize, lambda_=1.3, seed=11).numpy()
+    block = np.empty_like(fast)
+    gta_kernel(base.numpy(), deltas.numpy(), np.array(weights), np.zeros(3), np.full(3, np.inf), np.full(3, 0.3), np.zeros(3),
+               np.zeros((3, 0), np.uint16), False, True, 11, KERNEL_CODE[consensus], normalize, 1.3, block)
+    assert np.array_equal(fast == base.numpy(), block == base.numpy())  # the same entries untouched
+    assert np.abs(fast - block).max() < 1e-6
+
+
 def test_unknown_operator_and_bad_parameters_are_user_errors():
     base, cands = _triple()
     with pytest.raises(UserError, match="unknown merge operator 'tie'.*available"):
