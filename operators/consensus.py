@@ -10,8 +10,4 @@ from __future__ import annotations
 
 from typing import Literal
 
-from operators.kernels import CONSENSUS_COUNT, CONSENSUS_NONE, CONSENSUS_SUM
-
 ConsensusRule = Literal["sum", "count"]
-
-KERNEL_CODE = {None: CONSENSUS_NONE, "sum": CONSENSUS_SUM, "count": CONSENSUS_COUNT}

@@ -98,10 +98,6 @@ class KeepRule:
     def uses_ranks(self) -> bool:
         return self.prob_slope != 0.0
 
-    @property
-    def is_magnitude_only(self) -> bool:
-        """No random drop: a pure threshold rule, which the RNG-free kernel runs."""
-        return self.prob >= 1.0 and not self.uses_ranks
 
 
 KEEP_ALL = KeepRule()

@@ -15,8 +15,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from operators.consensus import KERNEL_CODE, ConsensusRule
-from operators.kernels import MIN_KEEP_PROBABILITY, RANDOM_SPAN, fixed_rule_elect, fixed_rule_sum, gta_kernel
+from operators.consensus import ConsensusRule
+from operators.kernels import MIN_KEEP_PROBABILITY, RANDOM_SPAN, rule_elect, rule_sum
 from operators.registry import Param, merge_operator
 from operators.sparsify import (
     KEEP_ALL, KeepRule, MagnitudeIndex, TaskVectorContext, magnitude_band, magnitude_topk, random_drop, ranked_random_drop,
@@ -60,27 +60,18 @@ def generalized_task_arithmetic(
     stacked = deltas if isinstance(deltas, torch.Tensor) else torch.stack(list(deltas))
     n_models = stacked.shape[0]
     rules = list(rules) if rules is not None else [KEEP_ALL] * n_models
-    uses_ranks = any(rule.uses_ranks for rule in rules)
-    if uses_ranks:
-        context = context or TaskVectorContext(stacked)
-        ranks = context.ranks.reshape(n_models, -1).numpy()
-    else:
-        ranks = np.zeros((n_models, 0), dtype=np.uint16)
     # numpy views, reshaped in numpy: torch's per-call reshape overhead, times three per tensor and
     # a hundred tensors per model, was measurable next to a memory-speed kernel
     base_np = _float32_array(base)
     result = torch.from_numpy(np.empty_like(base_np)) if out is None else _checked_out(out, base_np.shape)
     base_flat, out_flat = base_np.reshape(-1), result.numpy().reshape(-1)
     deltas_flat = _float32_array(stacked).reshape(n_models, -1)
-    if not uses_ranks:
-        _fixed_rule_merge(base_flat, deltas_flat, weights, rules, consensus, normalize, lambda_, rescale, seed, out_flat)
+    if any(rule.uses_ranks for rule in rules):
+        context = context or TaskVectorContext(stacked)
+        ranks = context.ranks.reshape(n_models, -1).numpy()
     else:
-        as_array = lambda attr: np.array([getattr(rule, attr) for rule in rules], dtype=np.float64)  # noqa: E731
-        gta_kernel(
-            base_flat, deltas_flat, np.asarray(weights, dtype=np.float64),
-            as_array("lo"), as_array("hi"), as_array("prob"), as_array("prob_slope"), ranks, uses_ranks, rescale, int(seed),
-            KERNEL_CODE[consensus], normalize, float(lambda_), out_flat,
-        )
+        ranks = None
+    _run_kernel(base_flat, deltas_flat, ranks, weights, rules, consensus, normalize, lambda_, rescale, seed, out_flat)
     return result
 
 
@@ -96,25 +87,28 @@ def _float32_array(tensor: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(tensor.detach().float().numpy())
 
 
-def _fixed_rule_merge(base, deltas, weights, rules, consensus, normalize, lambda_, rescale, seed, out) -> None:
-    """Rules fixed across entries (a magnitude band and a constant keep probability): the vectorised
-    single-thread kernels. Per-model values go in as tuples of Python floats (one compiled version per
-    model count, its model loop unrolled); the kernel rounds them to float32, as np.float32 here would,
-    but without a scalar object per value and tensor. Threshold-only rules compile without the RNG."""
+def _run_kernel(base, deltas, ranks, weights, rules, consensus, normalize, lambda_, rescale, seed, out) -> None:
+    """Per-model values go in as tuples of Python floats (one compiled version per model count, its
+    model loop unrolled); the kernel rounds them to float32, as np.float32 here would, but without a
+    scalar object per value and tensor. `drop` / `ranked` stay None where no rule needs them, so
+    that kernel version compiles without the RNG or the rank reads."""
     w = tuple(map(float, weights))
     lo, hi = tuple(rule.lo for rule in rules), tuple(rule.hi for rule in rules)
-    probs = [1.0 if rule.prob >= 1.0 else max(rule.prob, MIN_KEEP_PROBABILITY) for rule in rules]
-    if all(p >= 1.0 for p in probs):
-        scale, drop = w, None
-    else:  # survivors rescaled by 1 / p; p = 1 keeps every entry: 53-bit draws are all below 2**53
+    scale, drop, ranked = w, None, None
+    if ranks is not None:  # per-entry keep probability: rescaled in the kernel
+        drop = (np.uint64(seed), (np.uint64(0),) * len(rules))
+        ranked = (ranks, tuple(rule.prob for rule in rules), tuple(rule.prob_slope for rule in rules), bool(rescale))
+    elif any(rule.prob < 1.0 for rule in rules):
+        probs = [1.0 if rule.prob >= 1.0 else max(rule.prob, MIN_KEEP_PROBABILITY) for rule in rules]
+        # survivors rescaled by 1 / p; p = 1 keeps every entry: 53-bit draws are all below 2**53
         scale = tuple(x / p if rescale else x for x, p in zip(w, probs))
-        drop = (tuple(np.uint64(math.ceil(p * RANDOM_SPAN)) for p in probs), np.uint64(seed))
+        drop = (np.uint64(seed), tuple(np.uint64(math.ceil(p * RANDOM_SPAN)) for p in probs))
     if consensus is None:
         weight_sum = sum(w)
         weight_sum = 1.0 if abs(weight_sum) < 1e-8 else weight_sum
-        fixed_rule_sum(base, deltas, scale, lo, hi, drop, np.float32(lambda_ / weight_sum if normalize else lambda_), out)
+        rule_sum(base, deltas, scale, lo, hi, drop, ranked, np.float32(lambda_ / weight_sum if normalize else lambda_), out)
     else:
-        fixed_rule_elect(base, deltas, scale, w, lo, hi, drop, consensus == "count", bool(normalize), np.float32(lambda_), out)
+        rule_elect(base, deltas, scale, w, lo, hi, drop, ranked, consensus == "count", bool(normalize), np.float32(lambda_), out)
 
 
 def sparsified(delta: torch.Tensor, rule: KeepRule, *, rescale: bool = True, seed: int = 0) -> torch.Tensor:
