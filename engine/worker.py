@@ -8,12 +8,10 @@ from fitness.evaluator import Evaluator, FitnessSettings
 
 class FitnessWorker:
     def __init__(self, pool, eval_set, tokenizer_dir: str, settings: FitnessSettings):
-        import numba
         import torch
         from transformers import AutoTokenizer
 
         torch.set_num_threads(settings.threads)
-        numba.set_num_threads(min(settings.threads, numba.config.NUMBA_NUM_THREADS))
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=False)
         self.evaluator = Evaluator(pool, eval_set, tokenizer, settings)
 

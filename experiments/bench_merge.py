@@ -88,43 +88,58 @@ def in_memory(base: Path, candidates: list[Path], repeats: int) -> dict:
     indexed = time.perf_counter()
     tensor_bytes = sum(t.numel() * 4 for t in pool.base.values())
     bytes_moved = tensor_bytes * (pool.num_candidates + 2)  # read base + task vectors, write the result
-    # the search's path: every recipe merged into the same model's parameters (fitness/evaluator.py)
-    into = {name: torch.zeros_like(t) for name, t in first.items()}
     del first
-    times, into_times, bounds, cpu_times, into_cpu_times, cpu_bounds = [], [], [], [], [], []
-    for r in range(repeats):  # different recipes each time: nothing is cached between them
-        recipe = Recipe(operator="ties", weights=[1.0, 0.8 + 0.1 * r, 0.6], density=0.5 - 0.01 * r)
-        t0, c0 = time.perf_counter(), time.process_time()
-        state = merge_state_dict(pool, recipe)
-        times.append(time.perf_counter() - t0)
-        cpu_times.append(time.process_time() - c0)
-        del state
-        t0, c0 = time.perf_counter(), time.process_time()
-        merge_state_dict(pool, recipe, into=into)
-        into_times.append(time.perf_counter() - t0)
-        into_cpu_times.append(time.process_time() - c0)
-        # interleaved with the merges, so machine load affects both alike
-        bounds.append(bytes_moved / copy_bandwidth(*copy_buffers, repeats=1))
-        cpu_bounds.append(bytes_moved / copy_bandwidth(*copy_buffers, repeats=1, clock=time.process_time))
+    recipes = [Recipe(operator="ties", weights=[1.0, 0.8 + 0.1 * r, 0.6], density=0.5 - 0.01 * r)
+               for r in range(repeats)]  # different recipes each time: nothing is cached between them
+    fresh = _timed_merges(pool, recipes, bytes_moved, copy_buffers)
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # the merge's own: base, task vectors, result
+    # the search's path: every recipe merged into the same model's parameters (fitness/evaluator.py)
+    into = {name: torch.zeros_like(t) for name, t in pool.base.items()}
+    in_place = _timed_merges(pool, recipes, bytes_moved, copy_buffers, into=into)
+    other_operators = {}
+    for name in ("dare_ties", "della"):  # the random-drop kernels, for the record (goals are on TIES)
+        merge_state_dict(pool, Recipe(operator=name, weights=[1, 1, 1], density=0.5), into=into)  # builds row ranks once
+        other_operators[name] = statistics.median(
+            _timed(lambda: merge_state_dict(pool, Recipe(operator=name, weights=[1, 1, 1], density=0.5, seed=r), into=into))
+            for r in range(repeats))
+    bounds, cpu_bounds = fresh["bounds"] + in_place["bounds"], fresh["cpu_bounds"] + in_place["cpu_bounds"]
     return {
+        "other_operators_into_s": other_operators,
         "load_s": loaded - start,
         "first_merge_with_index_build_s": indexed - loaded,
-        "merge_s": statistics.median(times),
-        "merge_times_s": times,
-        "merge_into_s": statistics.median(into_times),
+        "merge_s": statistics.median(fresh["times"]),
+        "merge_times_s": fresh["times"],
+        "merge_into_s": statistics.median(in_place["times"]),
         "bound_s": statistics.median(bounds),
         # CPU seconds of the whole process (every thread): what a loaded machine cannot inflate by
         # descheduling us, though it still shares caches and memory bandwidth
-        "merge_cpu_s": statistics.median(cpu_times),
-        "merge_into_cpu_s": statistics.median(into_cpu_times),
+        "merge_cpu_s": statistics.median(fresh["cpu_times"]),
+        "merge_into_cpu_s": statistics.median(in_place["cpu_times"]),
         "bound_cpu_s": statistics.median(cpu_bounds),
         "bytes_moved": bytes_moved,
         "model_bytes": tensor_bytes,
         "rss_before_load_bytes": rss_before,
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_rss_bytes": peak_rss,
         "rss_after_load_bytes": rss_loaded,
         "threads": torch.get_num_threads(),
     }
+
+
+def _timed_merges(pool, recipes, bytes_moved: int, copy_buffers, into=None) -> dict[str, list[float]]:
+    """Wall and CPU seconds per merge, each followed by one timed copy for the bound (interleaved, so
+    machine load affects both alike)."""
+    from engine.merge import merge_state_dict
+
+    timings: dict[str, list[float]] = {"times": [], "cpu_times": [], "bounds": [], "cpu_bounds": []}
+    for recipe in recipes:
+        t0, c0 = time.perf_counter(), time.process_time()
+        state = merge_state_dict(pool, recipe, into=into)
+        timings["times"].append(time.perf_counter() - t0)
+        timings["cpu_times"].append(time.process_time() - c0)
+        del state
+        timings["bounds"].append(bytes_moved / copy_bandwidth(*copy_buffers, repeats=1))
+        timings["cpu_bounds"].append(bytes_moved / copy_bandwidth(*copy_buffers, repeats=1, clock=time.process_time))
+    return timings
 
 
 def _current_rss() -> int:
@@ -181,6 +196,7 @@ def main() -> None:
     rows = [
         ("uniguard merge into the search's model (per recipe)", mem["merge_into_s"]),
         ("uniguard merge into new tensors (per recipe)", mem["merge_s"]),
+        *((f"  {name} into the search's model (per recipe)", seconds) for name, seconds in mem["other_operators_into_s"].items()),
         ("  first merge incl. one-time magnitude index", mem["first_merge_with_index_build_s"]),
         ("  pool load (once)", mem["load_s"]),
         ("uniguard whole process (uniguard merge)", ours_process),
