@@ -62,7 +62,10 @@ class MagnitudeIndex:
 def row_ranks(delta: torch.Tensor) -> torch.Tensor:
     """Each entry's magnitude rank within its row (1-D tensors: one row), as uint16 0..65535."""
     rows = delta.detach().abs().float().reshape(delta.shape[0] if delta.dim() > 1 else 1, -1)
-    rank = rows.argsort(dim=1).argsort(dim=1).float() / max(rows.shape[1] - 1, 1)
+    order = rows.argsort(dim=1)
+    # the inverse permutation of the sort order (what a second argsort gives, at the cost of a scatter)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(rows.shape[1]).expand_as(order))
+    rank = rank.float() / max(rows.shape[1] - 1, 1)
     return (rank * 65535).round().to(torch.int32).to(torch.uint16).reshape(delta.shape)
 
 
