@@ -5,21 +5,24 @@ from __future__ import annotations
 import torch
 
 from operators.registry import Param, merge_operator
-from operators.task_arithmetic import WEIGHTS, normalize_param
+from operators.task_arithmetic import WEIGHTS, generalized_task_arithmetic, normalize_param
 
 # Beyond this cosine two tensors are (numerically) parallel: SLERP falls back to linear interpolation.
 PARALLEL_COSINE = 0.9995
 
 
-@merge_operator("linear", params=[WEIGHTS, normalize_param(True)], inputs="weights", needs_base=False,
+@merge_operator("linear", params=[WEIGHTS, normalize_param(True)], needs_base=False,
                 reference="https://arxiv.org/abs/2203.05482")
-def linear(base, tensors, *, weights, normalize):
-    """Weighted average of the candidates' weights (model soup); base unused."""
-    merged = torch.zeros_like(tensors[0])
-    for w, t in zip(weights, tensors):
-        merged.add_(t, alpha=w)
-    total = sum(weights)
-    return merged.div_(total) if normalize and abs(total) > 1e-8 else merged
+def linear(base, deltas, *, weights, normalize, out=None):
+    """Weighted average of the candidates' weights (model soup). Written over task vectors from any
+    reference point `base` (the pool's base; the first candidate when called without one), because
+    sum_i w_i (base + delta_i) / sum_i w_i = base + sum_i w_i delta_i / sum_i w_i: so it runs on the
+    fused kernel like task arithmetic. Without normalising (or weights summing to 0): sum_i w_i x_i."""
+    total = float(sum(weights))
+    if normalize and abs(total) > 1e-8:
+        return generalized_task_arithmetic(base, deltas, weights, normalize=True, out=out)
+    merged = generalized_task_arithmetic(base, deltas, weights, out=out)  # base + sum_i w_i delta_i
+    return merged.add_(base, alpha=total - 1.0)
 
 
 @merge_operator("slerp", params=[Param("t", float, default=0.5, low=0.0, high=1.0, help="0 = first model, 1 = second")],

@@ -128,6 +128,8 @@ class MergeOperator:
         checked = self.validate(len(tensors), params)
         base32 = None if base is None else base.float()
         if self.inputs == "deltas":
+            # an operator that needs no base is written over task vectors from any reference point
+            base32 = tensors[0].float() if base32 is None else base32
             inputs = torch.stack([t.float() for t in tensors]) - base32
         else:
             inputs = [t.float() for t in tensors]
