@@ -158,6 +158,22 @@ def test_over_long_texts_are_refused_unless_truncating(tiny_base, policies, tmp_
     assert result.thresholds
 
 
+def test_default_max_length_is_256_capped_at_the_position_limit(tiny_base, policies, tmp_path):
+    from trainers.training import DEFAULT_TRAIN_MAX_LENGTH, TrainConfig, _resolve_max_length
+
+    assert TrainConfig().max_length is None and DEFAULT_TRAIN_MAX_LENGTH == 256
+    train_guard(config(tiny_base, epochs=1, max_length=None), make_examples(16, 0), make_examples(8, 1), policies,
+                tmp_path / "g", progress=False)
+    guard = Guard.load(tmp_path / "g")  # the tiny encoder has 128 positions
+    assert guard.max_length == 128 and guard.meta["training"]["max_length"] == 128
+
+    class Wide:  # a MiniLM-sized position limit keeps the full default
+        config = type("C", (), {"max_position_embeddings": 512})()
+
+    assert _resolve_max_length(Wide(), make_config()).max_length == 256
+    assert _resolve_max_length(Wide(), make_config(max_length=96)).max_length == 96
+
+
 def test_existing_guard_needs_overwrite_and_other_dirs_are_never_deleted(tiny_base, policies, tmp_path):
     out = save_tiny_guard(tiny_classifier(1), tmp_path / "g")
     with pytest.raises(UserError, match="--overwrite"):

@@ -6,6 +6,11 @@ template data is lexically regular and TF-IDF is near perfect on it. So this tes
 matters for the pipeline: the real encoder learns the task well above chance through `uniguard train`,
 the saved guard reproduces the metrics training reported, and both scorers are compared on the same split
 (printed, for the record). The comparison itself is an experiment, not a test: experiments/guard_results.py.
+
+Issue #4 asked for a test asserting the win. Over 5 data seeds with whole behaviours held out
+(`python -m experiments.guard_vs_tfidf --seeds 0,1,2,3,4 --n 300 --split 0.4,0.2,0.4 --split-by behaviour`,
+~120 test rows each) MiniLM beat TF-IDF on 2/5 seeds in F1 and 3/5 in AUPRC at max_length 128, 4/5 and 1/5
+at 256 (means 0.72-0.75 F1 for both): still a coin flip, so asserting a win would be asserting noise.
 """
 
 import pytest
