@@ -55,6 +55,7 @@ def _both(tmp_path, doc):
     """Merge `doc` with mergekit (in process) and with `uniguard merge`; return both state dicts."""
     config_file = tmp_path / "config.yaml"
     config_file.write_text(yaml.safe_dump(doc))
+    torch.manual_seed(0)  # mergekit's random drops use torch's global RNG: the same draws whatever ran before
     mergekit_merge.run_merge(MergeConfiguration.model_validate(doc), str(tmp_path / "mergekit"), MergeOptions())
     result = CliRunner().invoke(app, ["merge", str(config_file), "--out", str(tmp_path / "uniguard")])
     assert result.exit_code == 0, result.output
@@ -86,6 +87,14 @@ def test_random_operators_match_mergekit_at_density_one(method, tiny_pool_dirs, 
     assert worst < 1e-5
 
 
+# Merged task-vector L2 norm, ours / mergekit's, pooled over every tensor (noise about 0.1%). DARE
+# rescales survivors by 1/p in both tools: ratio 1. DELLA: uniguard rescales each survivor by its own
+# 1/p (the paper), mergekit rescales the whole masked tensor to keep its L1 norm; since MagPrune keeps
+# large entries more often, the per-entry rescale gives a smaller L2 norm: measured 0.957-0.959 over
+# mergekit seeds 0-4 on this pool.
+NORM_RATIO = {"dare_linear": (0.98, 1.02), "dare_ties": (0.98, 1.02), "della": (0.93, 0.98), "della_linear": (0.93, 0.98)}
+
+
 @pytest.mark.parametrize("method", RANDOM)
 def test_random_operators_agree_with_mergekit_in_distribution(method, tiny_pool_dirs, tmp_path):
     base, candidates = tiny_pool_dirs
@@ -93,8 +102,9 @@ def test_random_operators_agree_with_mergekit_in_distribution(method, tiny_pool_
     theirs, ours = _both(tmp_path, _mergekit_config(method, base, candidates, density=0.5, epsilon=epsilon))
     base_state = load_file(base / "model.safetensors")
     name = "bert.encoder.layer.0.intermediate.dense.weight"
-    delta_theirs, delta_ours = theirs[name] - base_state[name], ours[name] - base_state[name]
     kept = lambda d: float((d != 0).float().mean())  # noqa: E731
-    assert abs(kept(delta_theirs) - kept(delta_ours)) < 0.02
-    ratio = float(delta_ours.norm() / delta_theirs.norm())
-    assert 0.95 < ratio < 1.05, f"{method}: merged task vector norm ratio {ratio:.3f}"
+    assert abs(kept(theirs[name] - base_state[name]) - kept(ours[name] - base_state[name])) < 0.02
+    squared = lambda state: sum(float((state[k] - base_state[k]).norm() ** 2) for k in ours)  # noqa: E731
+    ratio = (squared(ours) / squared(theirs)) ** 0.5
+    low, high = NORM_RATIO[method]
+    assert low < ratio < high, f"{method}: merged task vector norm ratio {ratio:.3f}"
