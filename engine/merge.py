@@ -111,13 +111,26 @@ def write_merged_model(pool: ModelPool, recipe: Recipe, out_dir: str | Path, sta
     return out_dir
 
 
+def _sources_meta(pool: ModelPool) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for d in pool.candidate_dirs if (p := d / GUARD_META_FILE).is_file()]
+
+
+def guards_max_length(pool: ModelPool) -> int:
+    """The token limit a merge of the pool's guards reads (instruction + text) at: the smallest of the
+    guards' own, capped at the model's positions. The search scores at it by default, so thresholds
+    are calibrated on the inputs the exported guard will see."""
+    limit = min((meta.get("max_length", DEFAULT_MAX_LENGTH) for meta in _sources_meta(pool)), default=DEFAULT_MAX_LENGTH)
+    positions = getattr(pool.config, "max_position_embeddings", None)
+    return min(limit, positions) if positions else limit
+
+
 def _guard_meta(pool: ModelPool, recipe: Recipe) -> dict[str, Any]:
     """The recipe and its sources. Thresholds are not inherited: a merge is calibrated on its own
     (by the search's fitness, or `uniguard eval`); until then the default 0.5 applies."""
-    sources = [json.loads(p.read_text()) for d in pool.candidate_dirs if (p := d / GUARD_META_FILE).is_file()]
+    sources = _sources_meta(pool)
     return {
         "policies": sorted({name for meta in sources for name in meta.get("policies", [])}),
-        "max_length": min((meta.get("max_length", DEFAULT_MAX_LENGTH) for meta in sources), default=DEFAULT_MAX_LENGTH),
+        "max_length": guards_max_length(pool),
         "recipe": recipe.to_dict(),
         "recipe_hash": recipe.hash,
         "merged_from": {"base": str(pool.base_dir), "candidates": [str(d) for d in pool.candidate_dirs]},

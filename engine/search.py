@@ -241,6 +241,7 @@ def _prepare(config: SearchConfig) -> dict:
     """Load the pool and the validation data once in the driver; workers get them by reference."""
     from transformers import AutoTokenizer
 
+    from engine.merge import guards_max_length
     from engine.pool import ModelPool
     from fitness.data import build_eval_set
     from trainers.data import load_rows, policy_names, resolve_policies
@@ -250,7 +251,8 @@ def _prepare(config: SearchConfig) -> dict:
     names = list(config.data.policies) or policy_names(examples)
     policies = resolve_policies(names, names)
     tokenizer = AutoTokenizer.from_pretrained(pool.candidate_dirs[0], trust_remote_code=False)
-    eval_set = build_eval_set(examples, policies, tokenizer, config.fitness.max_length, config.fitness.seed)
+    max_length = config.fitness.max_length or guards_max_length(pool)
+    eval_set = build_eval_set(examples, policies, tokenizer, max_length, config.fitness.seed)
     size_ref = sum(t.numel() * 4 for t in pool.base.values())
     return {"pool": pool, "eval_set": eval_set, "tokenizer_dir": str(pool.candidate_dirs[0]), "size_ref": size_ref}
 

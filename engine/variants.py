@@ -83,7 +83,7 @@ def measure_variant(run_dir: Path, source: dict, guard_dir: str | Path, fmt: str
     guard = load_guard(guard_dir, threads=settings.threads)
     examples = load_rows(config.data.validation)
     names = list(config.data.policies) or policy_names(examples)
-    eval_set = build_eval_set(examples, resolve_policies(names, names), guard.tokenizer, settings.max_length, settings.seed)
+    eval_set = build_eval_set(examples, resolve_policies(names, names), guard.tokenizer, settings.max_length or guard.max_length, settings.seed)
     metric = get_metric(settings.metric)
     results = {}
     for data in eval_set.policies:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -37,7 +37,8 @@ class FitnessSettings(BaseModel):
     # a one-thread worker scores MiniLM pairs (~90 tokens) 1.28x faster at 16 than at 64 here (43 vs 34
     # examples/s): a batch's activations then stay in the core's cache
     batch_size: int = Field(default=16, ge=1, description="examples per forward when scoring validation data")
-    max_length: int = Field(default=128, ge=8)
+    max_length: Optional[int] = Field(default=None, ge=8, description="token limit for instruction + text; "
+                                      "None = the guards' own (the smallest in the pool), which the exported merge uses")
     latency_batch: int = Field(default=8, ge=1)
     latency_repeats: int = Field(default=5, ge=1)
     threads: int = Field(default=1, ge=1, description="torch threads per worker")

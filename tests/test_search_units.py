@@ -150,3 +150,34 @@ def test_one_latency_per_shape_and_scores_held_only_for_the_front(tmp_path):
     journal.append({**_entry("d", 0.95, 100, 2.0)})
     _keep_front_scores(scores, "d", None, journal)  # a raced-out or replayed point brings no scores
     assert scores == {"b": "scores of b"}  # a left the front (d beats it); b is faster, still on it
+
+
+def test_search_scores_at_the_guards_own_token_limit_by_default(tmp_path):
+    """Without fitness.max_length the search reads instruction + text at the limit the exported merge
+    will use (the smallest of the guards', capped at the model's positions), so its thresholds are
+    calibrated on what the guard will see."""
+    from engine.merge import guards_max_length
+    from engine.search import _prepare
+    from experiments.smoke_pool import TINY_MAX_LENGTH, build_smoke_pool
+
+    pool_dir = build_smoke_pool(tmp_path / "pool")
+    raw = yaml.safe_load(open("experiments/configs/smoke_search.yaml"))
+    del raw["fitness"]["max_length"]
+    (tmp_path / "search.yaml").write_text(yaml.safe_dump(raw))
+    config = load_search_config(tmp_path / "search.yaml", pool_dir=pool_dir)
+    assert config.fitness.max_length is None
+
+    for name in ("guard_a", "guard_b", "guard_c"):
+        meta_file = pool_dir / name / "uniguard.json"
+        meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "max_length": 4096}))
+    setup = _prepare(config)
+    assert guards_max_length(setup["pool"]) == TINY_MAX_LENGTH  # capped at the tiny model's positions
+    assert max(_pair_lengths(setup)) > 100  # long pairs stay whole at 128
+
+    meta_file = pool_dir / "guard_b" / "uniguard.json"
+    meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "max_length": 80}))
+    assert max(_pair_lengths(_prepare(config))) == 80  # the guard with the smallest limit sets it
+
+
+def _pair_lengths(setup) -> list[int]:
+    return [len(ids) for p in setup["eval_set"].policies for half in (p.calibration, p.scoring) for ids in half.features["input_ids"]]
