@@ -66,11 +66,9 @@ def merged_names(pool: ModelPool, recipe: Recipe) -> dict[str, str]:
 def _destination(into: dict[str, torch.Tensor] | None, name: str, like: torch.Tensor) -> torch.Tensor | None:
     if into is None:
         return None
-    dest = into.get(name)
-    if dest is None or dest.shape != like.shape or dest.dtype != torch.float32 or not dest.is_contiguous():
-        got = "missing" if dest is None else f"{dest.dtype} {tuple(dest.shape)}"
-        raise ValueError(f"merge destination {name!r}: need a contiguous float32 tensor of shape {tuple(like.shape)}, got {got}")
-    return dest
+    if name not in into:
+        raise ValueError(f"merge destination {name!r}: missing; `into` needs a tensor for every merged name")
+    return operators.check_out(into[name], like.shape, f"merge destination {name!r}")
 
 
 def _in_dtype(tensor: torch.Tensor, dtype: torch.dtype, in_place: bool) -> torch.Tensor:

@@ -8,9 +8,9 @@ Register your own with `@operators.merge_operator(name, params=[operators.Param(
 in a package that declares an entry point in the `uniguard.operators` group.
 """
 
-from operators.registry import ENTRY_POINT_GROUP, MergeOperator, Param, available, get, merge_operator
+from operators.registry import ENTRY_POINT_GROUP, MergeOperator, Param, available, check_out, get, merge_operator
 
 # The built-in operators (operators.task_arithmetic, operators.averaging) register on first use of
 # get() / available(), so importing this package stays light (no torch, no numba).
 
-__all__ = ["ENTRY_POINT_GROUP", "MergeOperator", "Param", "available", "get", "merge_operator"]
+__all__ = ["ENTRY_POINT_GROUP", "MergeOperator", "Param", "available", "check_out", "get", "merge_operator"]

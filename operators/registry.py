@@ -152,6 +152,17 @@ class MergeOperator:
         return out.copy_(self.fn(base, inputs, **params))
 
 
+def check_out(out: "torch.Tensor", shape: Sequence[int], what: str = "out") -> "torch.Tensor":
+    """`out` as `apply` and the kernels need it: float32, contiguous, the result's shape (the kernels
+    write through a flat view, unchecked, so a wrong one would write past its end)."""
+    import torch
+
+    if out.dtype != torch.float32 or tuple(out.shape) != tuple(shape) or not out.is_contiguous():
+        raise ValueError(f"{what}: need a contiguous float32 tensor of shape {tuple(shape)}, "
+                         f"got {out.dtype} {tuple(out.shape)} (contiguous: {out.is_contiguous()})")
+    return out
+
+
 def _per_model_list(operator: str, p: Param, value: Any, n_models: int) -> list:
     if value is None:
         raise UserError(f"operator {operator!r}: parameter {p.name!r} is required (one value per candidate model)")

@@ -102,7 +102,6 @@ class KeepRule:
         return self.prob_slope != 0.0
 
 
-
 KEEP_ALL = KeepRule()
 
 

@@ -17,7 +17,7 @@ import torch
 
 from operators.consensus import ConsensusRule
 from operators.kernels import MIN_KEEP_PROBABILITY, RANDOM_SPAN, rule_elect, rule_sum
-from operators.registry import Param, merge_operator
+from operators.registry import Param, check_out, merge_operator
 from operators.sparsify import (
     KEEP_ALL, KeepRule, MagnitudeIndex, TaskVectorContext, magnitude_band, magnitude_topk, random_drop, ranked_random_drop,
 )
@@ -63,7 +63,7 @@ def generalized_task_arithmetic(
     # numpy views, reshaped in numpy: torch's per-call reshape overhead, times three per tensor and
     # a hundred tensors per model, was measurable next to a memory-speed kernel
     base_np = _float32_array(base)
-    result = torch.from_numpy(np.empty_like(base_np)) if out is None else _checked_out(out, base_np.shape)
+    result = torch.from_numpy(np.empty_like(base_np)) if out is None else check_out(out, base_np.shape)
     base_flat, out_flat = base_np.reshape(-1), result.numpy().reshape(-1)
     deltas_flat = _float32_array(stacked).reshape(n_models, -1)
     if any(rule.uses_ranks for rule in rules):
@@ -73,13 +73,6 @@ def generalized_task_arithmetic(
         ranks = None
     _run_kernel(base_flat, deltas_flat, ranks, weights, rules, consensus, normalize, lambda_, rescale, seed, out_flat)
     return result
-
-
-def _checked_out(out: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    if out.dtype != torch.float32 or tuple(out.shape) != tuple(shape) or not out.is_contiguous():
-        raise ValueError(f"out must be a contiguous float32 tensor of shape {tuple(shape)}, "
-                         f"got {out.dtype} {tuple(out.shape)} (contiguous: {out.is_contiguous()})")
-    return out
 
 
 def _float32_array(tensor: torch.Tensor) -> np.ndarray:
