@@ -164,8 +164,8 @@ def run_search(config: SearchConfig, run_dir: str | Path, budget: int | None = N
                 _submit(actors, in_flight, job, journal, scores)
                 continue
             recipe_scores = result.pop("scores", None)
-            entry = {"hash": job["recipe"].hash, "recipe": job["recipe"].to_dict(), "label": job["label"], **result,
-                     "attempts": job["attempts"], "finished_at": time.time()}
+            entry = {"hash": job["recipe"].hash, "recipe": job["recipe"].to_dict(), "label": job["label"],
+                     **_shape_latency(result, journal.entries()), "attempts": job["attempts"], "finished_at": time.time()}
             journal.append(entry)  # durable before the strategy hears of it
             _keep_front_scores(scores, entry["hash"], recipe_scores, journal)
             strategy.tell(job["token"], job["recipe"], loss_of(entry))
@@ -204,6 +204,16 @@ def _latencies(entries: list[dict]) -> dict[str, float]:
         if "shape" in e:
             first.setdefault(e["shape"], e["latency_ms"])
     return first
+
+
+def _shape_latency(result: dict, entries: list[dict]) -> dict:
+    """The result with its shape's first journaled latency. Workers that start together each time a
+    new shape before either is journaled; without this the faster reading would put a recipe on the
+    front, and out of racing's reach, by timing noise alone. The worker's own reading is kept."""
+    first = _latencies(entries).get(result["shape"])
+    if first is None or first == result["latency_ms"]:
+        return result
+    return {**result, "latency_ms": first, "timings": {**result.get("timings", {}), "measured_latency_ms": result["latency_ms"]}}
 
 
 def _keep_front_scores(scores: dict, recipe_hash: str, recipe_scores, journal: Journal) -> None:

@@ -41,6 +41,10 @@ def test_local_search_writes_front_and_resumes_without_reevaluating(smoke, tmp_p
     assert len(entries) == 10 and len(set(_hashes(run))) == 10
     labels = {e["label"] for e in entries if e["label"]}
     assert {"guard_a alone", "uniform average", "TIES defaults"} <= labels  # known-good recipes go first
+    by_shape = {}
+    for e in entries:
+        by_shape.setdefault(e["shape"], set()).add(e["latency_ms"])
+    assert all(len(v) == 1 for v in by_shape.values())  # the two workers timed the first shape at once
     front = json.loads((run / "pareto.json").read_text())["points"]
     best_baseline = max(e["f1"] for e in entries if e["label"] and not e["raced_out"])
     assert max(p["f1"] for p in front) >= best_baseline

@@ -137,11 +137,15 @@ def test_search_config_errors_name_the_file_and_field(tmp_path):
 
 
 def test_one_latency_per_shape_and_scores_held_only_for_the_front(tmp_path):
-    from engine.search import _keep_front_scores, _latencies
+    from engine.search import _keep_front_scores, _latencies, _shape_latency
 
     entries = [{**_entry("a", 0.9, 100, 2.0), "shape": "6xfloat32"}, {**_entry("b", 0.5, 100, 1.5), "shape": "6xfloat32"},
                {**_entry("c", 0.7, 50, 1.0), "shape": "3xfloat32"}, _entry("old", 0.1, 10, 9.0)]  # journal without shapes
     assert _latencies(entries) == {"6xfloat32": 2.0, "3xfloat32": 1.0}  # the first one journaled wins
+    late = {"f1": 0.6, "size_bytes": 100, "latency_ms": 1.9, "shape": "6xfloat32", "timings": {"merge_s": 0.1}}
+    assert _shape_latency(late, entries) == {**late, "latency_ms": 2.0, "timings": {"merge_s": 0.1, "measured_latency_ms": 1.9}}
+    new_shape = {**late, "shape": "2xfloat16"}
+    assert _shape_latency(new_shape, entries) == new_shape
     journal = Journal(tmp_path / "journal.jsonl")
     scores = {}
     for e in entries[:2]:
