@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from engine.journal import Journal
 from engine.pareto import pareto_front, write_front
@@ -65,6 +65,13 @@ class SearchConfig(BaseModel):
     def names(self) -> list[str]:
         return list(self.pool.names or [Path(c).name for c in self.pool.candidates])
 
+    @model_validator(mode="after")
+    def _multitask_is_a_candidate(self) -> "SearchConfig":
+        if self.pool.multitask is not None and self.pool.multitask not in self.names:
+            raise ValueError(f"pool.multitask {self.pool.multitask!r} is not a candidate's name; "
+                             f"use one of {self.names} (pool.names, or the candidates' folder names)")
+        return self
+
 
 def load_search_config(path: str | Path, pool_dir: str | Path | None = None) -> SearchConfig:
     """Read a search YAML; relative paths resolve against `pool_dir` (if given) or the file's folder."""
@@ -84,17 +91,19 @@ def load_search_config(path: str | Path, pool_dir: str | Path | None = None) -> 
 
 
 def known_good_recipes(config: SearchConfig, num_candidates: int) -> list[tuple[str, Recipe]]:
-    """Evaluated first so the front never starts worse than them: each candidate alone, the uniform
-    average and TIES with its defaults (MultiTaskGuard alone is one of the candidates)."""
+    """Evaluated first so the front never starts worse than them: MultiTaskGuard alone, TIES with its
+    defaults, the uniform average, then each other candidate alone. The likely strongest go first:
+    against them racing can stop a single-policy guard, strong on one policy only, early."""
     names = config.names
-    seeds = []
-    for i, name in enumerate(names):
+    first = [names.index(config.pool.multitask)] if config.pool.multitask else []
+    singles = []
+    for i in first + [i for i in range(len(names)) if i not in first]:
         one_hot = [1.0 if j == i else 0.0 for j in range(num_candidates)]
-        label = f"{name} alone" + (" (MultiTaskGuard)" if name == config.pool.multitask else "")
-        seeds.append((label, Recipe(operator="linear", weights=one_hot, anchor=i)))
-    seeds.append(("uniform average", Recipe(operator="linear", weights=[1.0] * num_candidates, anchor=config.space.anchor)))
-    seeds.append(("TIES defaults", Recipe(operator="ties", weights=[1.0] * num_candidates, density=0.5, anchor=config.space.anchor)))
-    return seeds
+        label = f"{names[i]} alone" + (" (MultiTaskGuard)" if i in first else "")
+        singles.append((label, Recipe(operator="linear", weights=one_hot, anchor=i)))
+    merges = [("TIES defaults", Recipe(operator="ties", weights=[1.0] * num_candidates, density=0.5, anchor=config.space.anchor)),
+              ("uniform average", Recipe(operator="linear", weights=[1.0] * num_candidates, anchor=config.space.anchor))]
+    return singles[: len(first)] + merges + singles[len(first):]
 
 
 def loss(entry: dict, size_ref: float, latency_ref: float, objective: ObjectiveConfig) -> float:

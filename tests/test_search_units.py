@@ -10,7 +10,7 @@ import operators
 from engine import Recipe
 from engine.journal import Journal
 from engine.pareto import hypervolume, pareto_front
-from engine.search import load_search_config
+from engine.search import SearchConfig, known_good_recipes, load_search_config
 from engine.space import SearchSpace, SpaceConfig
 from engine.strategies import StrategyConfig, make_strategy
 from uniguard.errors import UserError
@@ -129,11 +129,27 @@ def test_search_config_errors_name_the_file_and_field(tmp_path):
                                    "fitness": {"racing": [0.5, 0.25]}}))
     with pytest.raises(UserError, match=r"(?s)s\.yaml.*fitness\.racing.*increasing"):
         load_search_config(bad)
+    bad.write_text(yaml.safe_dump({"pool": {"base": "b", "candidates": ["x/a", "x/mt"], "multitask": "multitask"},
+                                   "data": {"validation": "v.jsonl"}}))
+    with pytest.raises(UserError, match=r"(?s)s\.yaml.*pool\.multitask 'multitask' is not a candidate's name.*\['a', 'mt'\]"):
+        load_search_config(bad)
     bad.write_text(yaml.safe_dump({"pool": {"base": "b"}, "data": {"validation": "v.jsonl"}}))
     with pytest.raises(UserError, match=r"pool\.candidates"):
         load_search_config(bad)
     with pytest.raises(UserError, match="--pool .*not a directory"):
         load_search_config(tmp_path / "s.yaml", pool_dir=tmp_path / "missing")
+
+
+def test_known_good_recipes_go_strongest_first():
+    """MultiTaskGuard alone and the merges of all candidates lead, so racing can stop the single-policy
+    guards (each strong on one policy) against them."""
+    pool = {"base": "b", "candidates": ["g/pi", "g/pii", "g/mt"], "multitask": "mt"}
+    config = SearchConfig.model_validate({"pool": pool, "data": {"validation": "v.jsonl"}, "space": {"anchor": 2}})
+    seeds = known_good_recipes(config, 3)
+    assert [label for label, _ in seeds] == ["mt alone (MultiTaskGuard)", "TIES defaults", "uniform average", "pi alone", "pii alone"]
+    assert list(seeds[0][1].weights[0]) == [0.0, 0.0, 1.0] and seeds[3][1].anchor == 0
+    without = config.model_copy(update={"pool": config.pool.model_copy(update={"multitask": None})})
+    assert [label for label, _ in known_good_recipes(without, 3)][:2] == ["TIES defaults", "uniform average"]
 
 
 def test_one_latency_per_shape_and_scores_held_only_for_the_front(tmp_path):
