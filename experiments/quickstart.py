@@ -27,7 +27,6 @@ class Plan:
     policies: tuple[str, ...] | None  # None = every built-in policy
     n: int  # synthetic samples per policy before dedup and splitting
     epochs: int
-    max_length: int
     budget: int
     workers: int
     devset_rows: int  # per real dev set, class-balanced subsample
@@ -35,15 +34,18 @@ class Plan:
     seed: int = 0
     base_model: str | None = None  # None = the offline MiniLM; any Hugging Face encoder directory or hub id
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train / validation / test shares of the synthetic data
+    # None = the trainer's default (256 tokens, capped at the model's positions): the policy instruction
+    # alone takes 41-83 tokens, and at 128 long real prompts lost their payload to truncation
+    max_length: int | None = None
 
 
 # The default is sized from a timed run on 2 idle cores: n=100, 1 epoch, 24 recipes, 40 dev rows took
 # 9.6 min (guards 7 s each, MultiTaskGuard 68 s, search 105 s, evaluation 282 s) but left the single
 # guards barely trained, so the default trains 4x as much and searches a third longer, for ~20-25 min.
 PLANS = {
-    "default": Plan(policies=None, n=160, epochs=2, max_length=128, budget=32, workers=2, devset_rows=60, judge_rows=8),
-    "fast": Plan(policies=("prompt_injection", "violence_weapons", "pii_disclosure"), n=80, epochs=1, max_length=128,
-                 budget=12, workers=2, devset_rows=30, judge_rows=4),
+    "default": Plan(policies=None, n=160, epochs=2, budget=32, workers=2, devset_rows=60, judge_rows=8),
+    "fast": Plan(policies=("prompt_injection", "violence_weapons", "pii_disclosure"), n=80, epochs=1, budget=12, workers=2,
+                 devset_rows=30, judge_rows=4),
 }
 
 
@@ -133,7 +135,7 @@ def search_config(plan: Plan, guards: dict[str, Path], data: Path, strategy: str
                           scopes=("all", "all_but_head"), layers="search", dtypes=("float32", "float16"),
                           anchor=names.index("multitask"), seed=plan.seed),
         strategy=StrategyConfig(name=strategy, seed=plan.seed),
-        fitness=FitnessSettings(racing=(0.25, 0.5, 1.0), max_length=plan.max_length, seed=plan.seed),
+        fitness=FitnessSettings(racing=(0.25, 0.5, 1.0), max_length=plan.max_length, seed=plan.seed),  # None: the guards' own
         budget=plan.budget, workers=plan.workers,
     )
 
