@@ -99,7 +99,8 @@ def plot_front(run_dir: Path, entries: Sequence[dict], front: Sequence[dict]) ->
             ax.annotate(e["format"], (e["size_bytes"] / 1e6, e["f1"]), textcoords="offset points", xytext=(6, -10), fontsize=7)
     for e in _labelled(entries):
         ax.scatter([e["size_bytes"] / 1e6], [e["f1"]], marker="*", s=120, color="orange", edgecolor="black", zorder=5)
-        ax.annotate(e["label"], (e["size_bytes"] / 1e6, e["f1"]), textcoords="offset points", xytext=(-6, 4),
+        text = e["label"] + (" (raced out: partial F1)" if e.get("raced_out") else "")
+        ax.annotate(text, (e["size_bytes"] / 1e6, e["f1"]), textcoords="offset points", xytext=(-6, 4),
                     ha="right", fontsize=7)
     fig.colorbar(scatter, ax=ax, label="latency (ms / example)")
     ax.set_xlabel("model size (MB, model.safetensors)")
