@@ -1,7 +1,7 @@
 """Scores a recipe: merge in memory, then held-out guard quality, exported size and measured latency.
 
 Quality is read on growing validation prefixes (racing): after each rung, a candidate that some
-front point no larger and no slower beats by more than 2 standard errors stops (`fitness.racing`
+front point no larger and no slower beats by more than `race_z` standard errors stops (`fitness.racing`
 says how the error is estimated), and only the examples of the rungs it ran are forwarded. Scores
 of earlier rungs are kept, so every example is forwarded at most once per recipe.
 """
@@ -34,6 +34,8 @@ class FitnessSettings(BaseModel):
     racing: tuple[float, ...] = Field(default=(0.125, 0.25, 0.5, 1.0), description="validation fractions per rung, ending at 1")
     race_replicates: int = Field(default=200, ge=20, description="bootstrap replicates behind a racing decision")
     race_min_examples: int = Field(default=8, ge=2, description="per policy and half, before a rung may stop a candidate")
+    race_z: float = Field(default=3.0, gt=0, description="standard errors by which a front point must beat a candidate "
+                          "to stop it (fitness/racing.py says why 3)")
     # a one-thread worker scores MiniLM pairs (~90 tokens) 1.28x faster at 16 than at 64 here (43 vs 34
     # examples/s): a batch's activations then stay in the core's cache
     batch_size: int = Field(default=16, ge=1, description="examples per forward when scoring validation data")
@@ -145,7 +147,7 @@ class Evaluator:
             return False  # nothing to lose to: skip the bootstrap
         if rung not in self._draws:  # the same replicates for every candidate: comparisons share their noise
             self._draws[rung] = bootstrap_draws(prefix, self.settings.race_replicates, self.settings.seed)
-        return beaten(self.metric, prefix, self.eval_set.size, mine, size, latency, front, self._draws[rung])
+        return beaten(self.metric, prefix, self.eval_set.size, mine, size, latency, front, self._draws[rung], self.settings.race_z)
 
     def _extend(self, model, half: Half, done: list[np.ndarray]) -> int:
         """Score the examples of `half` not scored yet (prefixes are nested); return how many."""
