@@ -277,11 +277,20 @@ def _prepare(config: SearchConfig) -> dict:
 
 
 def _pin_config(run_dir: Path, config: SearchConfig) -> None:
-    """The run directory remembers its config; resuming with a different one is refused."""
+    """The run directory remembers its config; resuming with a different one is refused. The pinned
+    file is compared as a config, not as text, so a setting added to uniguard later (pinned runs lack
+    it, and get its default) does not lock an older run out of resuming."""
     pinned = run_dir / "search.yaml"
     text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=True)
-    if pinned.exists() and pinned.read_text() != text:
+    if pinned.exists() and _pinned(pinned) != config:
         raise UserError(f"{run_dir} holds a search with a different config ({pinned}); use a new --out directory "
                         "or rerun with the same config to resume")
     if not pinned.exists():
         atomic_write_text(pinned, text)
+
+
+def _pinned(path: Path) -> SearchConfig | None:
+    try:
+        return SearchConfig.model_validate(yaml.safe_load(path.read_text()))
+    except (ValidationError, yaml.YAMLError):
+        return None  # a field uniguard no longer has, or a damaged file: not the same config

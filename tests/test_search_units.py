@@ -201,3 +201,17 @@ def test_search_scores_at_the_guards_own_token_limit_by_default(tmp_path):
 
 def _pair_lengths(setup) -> list[int]:
     return [len(ids) for p in setup["eval_set"].policies for half in (p.calibration, p.scoring) for ids in half.features["input_ids"]]
+
+
+def test_a_run_pinned_before_a_setting_existed_still_resumes(tmp_path):
+    """Pinned configs compare as configs: a field added later takes its default; a real change is refused."""
+    from engine.search import _pin_config
+
+    config = SearchConfig.model_validate({"pool": {"base": "b", "candidates": ["a"]}, "data": {"validation": "v.jsonl"}})
+    old = config.model_dump(mode="json")
+    del old["fitness"]["race_z"]  # as pinned by a uniguard without that setting
+    (tmp_path / "search.yaml").write_text(yaml.safe_dump(old))
+    _pin_config(tmp_path, config)  # resumes
+    changed = config.model_copy(update={"fitness": config.fitness.model_copy(update={"race_z": 2.0})})
+    with pytest.raises(UserError, match="different config"):
+        _pin_config(tmp_path, changed)
