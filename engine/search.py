@@ -281,12 +281,11 @@ def _pin_config(run_dir: Path, config: SearchConfig) -> None:
     file is compared as a config, not as text, so a setting added to uniguard later (pinned runs lack
     it, and get its default) does not lock an older run out of resuming."""
     pinned = run_dir / "search.yaml"
-    text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=True)
-    if pinned.exists() and _pinned(pinned) != config:
+    if not pinned.exists():
+        atomic_write_text(pinned, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=True))
+    elif _pinned(pinned) != config:
         raise UserError(f"{run_dir} holds a search with a different config ({pinned}); use a new --out directory "
                         "or rerun with the same config to resume")
-    if not pinned.exists():
-        atomic_write_text(pinned, text)
 
 
 def _pinned(path: Path) -> SearchConfig | None:

@@ -59,11 +59,12 @@ def racing(config, work: Path, budget: int) -> dict:
     front_raced = {e["hash"] for e in pareto_front(raced)}
     front_full = {e["hash"] for e in pareto_front(same_recipes)}
     stopped_at = Counter(str(e["fraction"]) for e in raced if e["raced_out"])
+    rivals = [_rivals(raced, e) for e in raced]
     return {"rungs": list(config.fitness.racing), "validation_examples": raced[0]["full_forwards"],
             "forwards_with_racing": spent, "forwards_without": full_cost, "saving": full_cost / max(spent, 1),
             "same_front": front_raced == front_full, "front_racing": sorted(front_raced), "front_full": sorted(front_full),
             "raced_out": sum(e["raced_out"] for e in raced), "stopped_at": dict(stopped_at), "evaluated": len(raced),
-            "contested": _contested(raced), "oracle_saving": _oracle_saving(raced, same_recipes, config.fitness.racing[0]),
+            "contested": sum(bool(r) for r in rivals), "oracle_saving": _oracle_saving(raced, rivals, same_recipes, config.fitness.racing[0]),
             "wrongly_raced_out": _wrongly_raced_out(raced, same_recipes)}
 
 
@@ -75,20 +76,15 @@ def _rivals(entries: list[dict], e: dict) -> list[dict]:
     return [p for p in front if p["size_bytes"] <= e["size_bytes"] and p["latency_ms"] <= e["latency_ms"]]
 
 
-def _contested(entries: list[dict]) -> int:
-    return sum(bool(_rivals(entries, e)) for e in entries)
-
-
-def _oracle_saving(raced: list[dict], full: list[dict], first_rung: float) -> float:
+def _oracle_saving(raced: list[dict], rivals: list[list[dict]], full: list[dict], first_rung: float) -> float:
     """The saving of an oracle that knows every full-data F1: it stops at the first rung each candidate
     that a rival beats, and runs the rest (new corners of the front, and candidates that join it) to
     the end. No rule that stops only beaten candidates, at these rungs, saves more on the same arrival
     order."""
     full_f1 = {e["hash"]: e["f1"] for e in full}
     spent = 0.0
-    for e in raced:
-        rivals = _rivals(raced, e)
-        beaten = bool(rivals) and full_f1[e["hash"]] < max(p["f1"] for p in rivals)
+    for e, theirs in zip(raced, rivals):
+        beaten = bool(theirs) and full_f1[e["hash"]] < max(p["f1"] for p in theirs)
         spent += first_rung * e["full_forwards"] if beaten else e["full_forwards"]
     return sum(e["full_forwards"] for e in raced) / spent
 
