@@ -7,7 +7,8 @@
 Per seed: `uniguard synth --backend template`, train a MiniLM guard in-process (trainers.training), fit
 TF-IDF on the same train/validation rows, score both on the test split (and, with --devset-rows, on a
 seeded class-balanced subsample of the policy's real offline dev set) at thresholds calibrated on
-validation. Prints one JSON line per seed and a summary (means, wins) at the end.
+validation. Prints one JSON line per seed (with each model's flag rate per kind of test row: recall on
+`unsafe`, false-positive rate on the benign kinds) and a summary (means, wins) at the end.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 
@@ -53,7 +55,7 @@ def main(argv=None) -> None:
 
     from trainers.baselines import TfidfBaseline
     from trainers.data import Example, load_splits, only_policies, resolve_policies
-    from trainers.evaluate import evaluate
+    from trainers.evaluate import evaluate, score_examples
     from trainers.guard import Guard
     from trainers.training import make_config, train_guard
 
@@ -87,9 +89,13 @@ def main(argv=None) -> None:
         tfidf = TfidfBaseline().fit(splits["train"], splits["validation"])
         row = {"seed": seed, "n_train": len(splits["train"]), "n_test": len(splits["test"]), "train_s": round(seconds, 1),
                "best_step": trained.history and max(trained.history, key=lambda h: h["val_f1"])["step"]}
+        kinds = [json.loads(line).get("kind", "") for line in (data / "test.jsonl").open()]  # load_splits keeps file order
         for name, scorer in (("minilm", guard), ("tfidf", tfidf)):
             m = evaluate(scorer, splits["test"], policies)["macro"]
             row[f"{name}_f1"], row[f"{name}_auprc"] = round(m["f1"], 4), round(m["auprc"], 4)
+            flagged = score_examples(scorer, splits["test"], policies) >= scorer.threshold(policies[args.policy])
+            for kind in sorted(set(kinds)):
+                row[f"{name}_flag_{kind}"] = round(float(np.mean([f for f, k in zip(flagged, kinds) if k == kind])), 4)
             if dev is not None:
                 d = evaluate(scorer, dev, policies)["macro"]
                 row[f"{name}_dev_f1"], row[f"{name}_dev_auprc"] = round(d["f1"], 4), round(d["auprc"], 4)

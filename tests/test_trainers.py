@@ -59,6 +59,7 @@ def test_training_learns_and_saves_a_complete_guard(tiny_base, policies, tmp_pat
     )
     assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.1  # the CE actually goes down
     assert result.validation["macro"]["f1"] > 0.9 and result.test["macro"]["f1"] > 0.9
+    assert result.warnings == []
     guard = Guard.load(tmp_path / "g")
     assert set(guard.thresholds) == {"prompt_injection"}
     assert guard.thresholds["prompt_injection"] == pytest.approx(result.thresholds["prompt_injection"])
@@ -214,6 +215,18 @@ def test_cli_train_single_then_eval(tiny_base, tmp_path):
     assert list(summary["thresholds"]) == ["prompt_injection"]  # the other policy's rows were filtered out
     evaluated = runner.invoke(app, ["eval", "--model", str(tmp_path / "g"), "--data", str(data / "test.jsonl"), "--json"])
     assert json.loads(evaluated.stdout)["f1"] == pytest.approx(summary["test"]["macro"]["f1"])
+
+
+def test_a_collapsed_training_run_is_reported(tiny_base, tmp_path):
+    """At a learning rate far too high the tiny encoder scores every text alike; the user is told."""
+    data = write_data_dir(tmp_path / "data", {"train": make_examples(48, 0), "validation": make_examples(16, 1)})
+    result = CliRunner().invoke(app, ["train", "single", "--data", str(data), "--policy", "prompt_injection", "--out",
+                                      str(tmp_path / "g"), "--base", tiny_base, "--epochs", "2", "--lr", "1.0"])
+    assert result.exit_code == 0, result.output
+    assert "warning: policy 'prompt_injection': the guard ranks validation texts no better than chance" in result.stderr
+    assert "--lr (now 1)" in result.stderr
+    assert "no better than chance" in json.loads((tmp_path / "g" / "uniguard.json").read_text())["warnings"][0]
+    assert "**Warning:** policy 'prompt_injection'" in (tmp_path / "g" / "README.md").read_text()
 
 
 def test_cli_train_errors(tiny_base, tmp_path):

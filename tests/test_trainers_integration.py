@@ -1,16 +1,16 @@
-"""Integration: a real MiniLM guard trained on a small synthetic set, next to TF-IDF on the same test split.
+"""Integration: a real MiniLM guard trained on a small synthetic set beats TF-IDF on its own test split.
 
-Measured finding (README, "Guards and evaluation"): at the budget a 2-core CI machine allows (about a
-hundred examples, three epochs), MiniLM does NOT beat TF-IDF on the template backend's test split —
-template data is lexically regular and TF-IDF is near perfect on it. So this test checks what holds and
-matters for the pipeline: the real encoder learns the task well above chance through `uniguard train`,
-the saved guard reproduces the metrics training reported, and both scorers are compared on the same split
-(printed, for the record). The comparison itself is an experiment, not a test: experiments/guard_results.py.
-
-Issue #4 asked for a test asserting the win. Over 5 data seeds with whole behaviours held out
-(`python -m experiments.guard_vs_tfidf --seeds 0,1,2,3,4 --n 300 --split 0.4,0.2,0.4 --split-by behaviour`,
-~120 test rows each) MiniLM beat TF-IDF on 2/5 seeds in F1 and 3/5 in AUPRC at max_length 128, 4/5 and 1/5
-at 256 (means 0.72-0.75 F1 for both): still a coin flip, so asserting a win would be asserting noise.
+The set is self_harm template data with whole behaviours held out of training (`--split-by behaviour`):
+the test split asks about behaviours the guard never saw, next to benign look-alikes that share their
+words ("cutting vegetables", "a safe dose of paracetamol"). Telling those apart needs the words'
+context, which bag-of-n-grams does not see. Measured over data seeds 0-9 before this test asserted it
+(README, "MiniLM vs TF-IDF"): MiniLM had the higher test AUPRC on 8 of 10 seeds at this test's settings
+(mean 0.762 vs 0.667) and on 9 of 10 at lr 1.5e-4 (the tenth a collapsed run, which training now
+reports); seed 0, used here, won at both (0.875 and 0.907 vs 0.776). On prompt_injection and
+violence_weapons held-out behaviours, and on row splits, the two are a coin flip at this budget: the
+claim, and this test, are about unseen self-harm behaviours next to their look-alikes.
+AUPRC is asserted because it needs no threshold; F1 also depends on a threshold calibrated on 60
+validation rows of yet other behaviours, and is printed for the record.
 """
 
 import pytest
@@ -23,23 +23,25 @@ from trainers.guard import Guard
 from trainers.training import make_config, train_guard
 from uniguard.cli import app
 
-POLICY = "prompt_injection"
+POLICY = "self_harm"
 
 
 @pytest.mark.integration
-def test_minilm_guard_learns_on_synthetic_data(tmp_path):
+def test_minilm_guard_beats_tfidf_on_held_out_behaviours(tmp_path):
     data = tmp_path / "data"
-    result = CliRunner().invoke(app, ["synth", "--policy", POLICY, "--backend", "template", "--n", "150", "--seed", "3", "--out", str(data)])
+    result = CliRunner().invoke(app, ["synth", "--policy", POLICY, "--backend", "template", "--n", "300", "--seed", "0",
+                                      "--split", "0.4,0.2,0.4", "--split-by", "behaviour", "--out", str(data)])
     assert result.exit_code == 0, result.output
     splits = {k: only_policies(v, [POLICY]) for k, v in load_splits([data], test_required=True).items()}
     policies = resolve_policies([POLICY])
 
-    config = make_config(epochs=3, learning_rate=1.5e-4, max_length=128, truncate=True, batch_size=8, patience=3, seed=0)
+    config = make_config(epochs=3, truncate=True, batch_size=8, patience=3, seed=0)
     trained = train_guard(config, splits["train"], splits["validation"], policies, tmp_path / "guard", test=splits["test"], progress=False)
+    assert trained.warnings == []
     guard_report = evaluate(Guard.load(tmp_path / "guard"), splits["test"], policies)["macro"]
     assert guard_report["f1"] == pytest.approx(trained.test["macro"]["f1"])  # the saved guard is the selected one
 
     tfidf_report = evaluate(TfidfBaseline().fit(splits["train"], splits["validation"]), splits["test"], policies)["macro"]
     print(f"MiniLM F1 {guard_report['f1']:.3f} AUPRC {guard_report['auprc']:.3f}; "
           f"TF-IDF F1 {tfidf_report['f1']:.3f} AUPRC {tfidf_report['auprc']:.3f}; n_test={guard_report['n']}")
-    assert guard_report["auprc"] > 0.7  # chance is the positive rate, about 0.5
+    assert guard_report["auprc"] > tfidf_report["auprc"]

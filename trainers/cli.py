@@ -152,8 +152,10 @@ def _train_options(
     summary = {
         "out": str(result.out_dir), "thresholds": result.thresholds, "validation": result.validation,
         "test": result.test, "train_examples_per_second": result.examples_per_second,
-        "resumed_from_step": result.resumed_from_step,
+        "resumed_from_step": result.resumed_from_step, "warnings": result.warnings,
     }
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
     if as_json:
         _print_json(summary)
         return

@@ -42,6 +42,7 @@ def write_model_card(out_dir: str | Path, meta: dict, thresholds: dict[str, floa
     hyper = "\n".join(f"| {k} | {v} |" for k, v in training.items())
     threshold_lines = "\n".join(f"| {p} | {t:.4f} |" for p, t in sorted(thresholds.items()))
     eps = meta.get("train_examples_per_second")
+    warning_lines = "".join(f"- **Warning:** {w}\n" for w in meta.get("warnings", []))
     text = f"""---
 library_name: transformers
 pipeline_tag: text-classification
@@ -58,7 +59,7 @@ A {kind} trained by `uniguard train {meta["kind"]}`. It is an encoder sequence c
 - Policies: {", ".join(meta["policies"])}
 - Best checkpoint: step {meta["best_step"]}{" (stopped early)" if meta["stopped_early"] else ""}
 - Training speed: {_cell(eps)} examples/s
-
+{warning_lines}
 ## Data (violates / allowed)
 | policy | train | validation | test |
 |---|---|---|---|
