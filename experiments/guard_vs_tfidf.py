@@ -1,14 +1,16 @@
 """MiniLM guard vs TF-IDF + LR on template data over several data seeds (the integration test's question).
 
     python -m experiments.guard_vs_tfidf --seeds 0,1,2,3,4 [--policy prompt_injection] [--n 150]
-        [--split 0.8,0.1,0.1] [--split-by row] [--epochs 3] [--lr 1.5e-4] [--set KEY=VALUE ...]
+        [--split 0.8,0.1,0.1] [--split-by row] [--epochs 3] [--lr 5e-5] [--set KEY=VALUE ...]
         [--devset-rows 0] [--out RUN_DIR]
 
 Per seed: `uniguard synth --backend template`, train a MiniLM guard in-process (trainers.training), fit
 TF-IDF on the same train/validation rows, score both on the test split (and, with --devset-rows, on a
 seeded class-balanced subsample of the policy's real offline dev set) at thresholds calibrated on
-validation. Prints one JSON line per seed (with each model's flag rate per kind of test row: recall on
-`unsafe`, false-positive rate on the benign kinds) and a summary (means, wins) at the end.
+validation. Prints one JSON line per seed and a summary (means, wins) at the end. Each line also has,
+per benign kind of test row (allowed, borderline look-alikes, ...), the chance that a violating row
+scores above a row of that kind (ROC AUC of `unsafe` against the kind): which benign texts a model
+confuses with violations, free of the threshold.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
+from sklearn.metrics import roc_auc_score
 
 
 def parse_value(text: str):
@@ -42,7 +44,7 @@ def main(argv=None) -> None:
     ap.add_argument("--split", default="0.8,0.1,0.1")
     ap.add_argument("--split-by", default="row")
     ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--lr", type=float, default=1.5e-4)
+    ap.add_argument("--lr", type=float, default=5e-5, help="the trainer's default")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--max-length", type=int, default=None, help="default: the trainer's (256, capped at the model's limit)")
     ap.add_argument("--train-seed", type=int, default=0)
@@ -93,16 +95,18 @@ def main(argv=None) -> None:
         for name, scorer in (("minilm", guard), ("tfidf", tfidf)):
             m = evaluate(scorer, splits["test"], policies)["macro"]
             row[f"{name}_f1"], row[f"{name}_auprc"] = round(m["f1"], 4), round(m["auprc"], 4)
-            flagged = score_examples(scorer, splits["test"], policies) >= scorer.threshold(policies[args.policy])
-            for kind in sorted(set(kinds)):
-                row[f"{name}_flag_{kind}"] = round(float(np.mean([f for f, k in zip(flagged, kinds) if k == kind])), 4)
+            scores = score_examples(scorer, splits["test"], policies)
+            for kind in sorted(set(kinds) - {"unsafe"}):
+                pair = [i for i, k in enumerate(kinds) if k in (kind, "unsafe")]
+                row[f"{name}_auc_vs_{kind}"] = round(roc_auc_score([kinds[i] == "unsafe" for i in pair], scores[pair]), 4)
             if dev is not None:
                 d = evaluate(scorer, dev, policies)["macro"]
                 row[f"{name}_dev_f1"], row[f"{name}_dev_auprc"] = round(d["f1"], 4), round(d["auprc"], 4)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    keys = [k for k in rows[0] if k.startswith(("minilm", "tfidf"))]
-    summary = {"config": {**vars(args), **config.model_dump()}, "mean": {k: round(sum(r[k] for r in rows) / len(rows), 4) for k in keys}}
+    keys = sorted({k for r in rows for k in r if k.startswith(("minilm", "tfidf"))})  # a seed may lack a kind of row
+    means = {k: round(sum(r[k] for r in rows if k in r) / sum(k in r for r in rows), 4) for k in keys}
+    summary = {"config": {**vars(args), **config.model_dump()}, "mean": means}
     for metric in ("f1", "auprc", "dev_f1", "dev_auprc"):
         if f"minilm_{metric}" in rows[0]:
             summary[f"minilm_wins_{metric}"] = sum(r[f"minilm_{metric}"] > r[f"tfidf_{metric}"] for r in rows)

@@ -492,7 +492,7 @@ def chance_warnings(val_report: dict, config: TrainConfig) -> list[str]:
     """Policies whose validation texts the selected weights rank no better than chance.
 
     Fine-tuning a small encoder on a hundred rows sometimes collapses: every input maps to almost the
-    same vector. Seen once in 25 MiniLM runs at lr 1.5e-4 (validation scores 0.265-0.278, AUPRC 0.55
+    same vector. Seen once in 25 MiniLM runs at lr 1.5e-4 (validation scores 0.265-0.278, AUPRC 0.53
     at a positive rate of 0.60; the [CLS] state's spread over texts 0.007 against the base model's 0.10).
     Selection by validation F1 cannot see it (flagging everything still has an F1), so it is reported.
     """
