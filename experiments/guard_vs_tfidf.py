@@ -88,7 +88,7 @@ def main(argv=None) -> None:
                               progress=False, overwrite=True)
         seconds = time.time() - started
         guard = Guard.load(guard_dir)
-        tfidf = TfidfBaseline().fit(splits["train"], splits["validation"])
+        tfidf = TfidfBaseline(threshold_rule=config.threshold_rule).fit(splits["train"], splits["validation"])
         row = {"seed": seed, "n_train": len(splits["train"]), "n_test": len(splits["test"]), "train_s": round(seconds, 1),
                "best_step": trained.history and max(trained.history, key=lambda h: h["val_f1"])["step"]}
         kinds = [json.loads(line).get("kind", "") for line in (data / "test.jsonl").open()]  # load_splits keeps file order

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score
+from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_curve
 
 from trainers.metrics import (
     auprc,
@@ -99,6 +99,40 @@ def test_best_threshold_matches_brute_force_on_random_data():
         brute = max(f1_score(y, s >= t, zero_division=0) for t in np.unique(s))
         assert f1 == pytest.approx(brute)
         assert f1_score(y, s >= threshold, zero_division=0) == pytest.approx(f1)
+
+
+def test_balanced_threshold_hand_computed():
+    threshold, j = best_threshold(LABELS, SCORES, rule="balanced")
+    # TPR - FPR by cut: 0.9->1/3, 0.8->2/3, 0.7->1/3, 0.6->2/3, 0.3->1/3, 0.1->0; tie kept at the higher cut 0.8
+    assert j == pytest.approx(2 / 3)
+    assert threshold == pytest.approx(0.75)
+
+
+def test_balanced_threshold_ignores_the_class_mix_f1_does_not():
+    labels = [1, 1, 0, 1, 0, 0, 1, 0]
+    scores = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2]
+    many_positives = (labels + [l for l in labels if l] * 4, scores + [s for l, s in zip(labels, scores) if l] * 4)
+    assert best_threshold(*many_positives, rule="balanced")[0] == pytest.approx(best_threshold(labels, scores, rule="balanced")[0])
+    # with 17 of 21 rows violating, F1 is best when everything at or above 0.3 is flagged
+    assert best_threshold(*many_positives)[0] < best_threshold(labels, scores)[0]
+
+
+def test_balanced_threshold_matches_roc_curve_on_random_data():
+    rng = np.random.default_rng(2)
+    for _ in range(20):
+        y = rng.integers(0, 2, 60)
+        y[:2] = (0, 1)
+        s = np.round(rng.random(60), 2)
+        threshold, j = best_threshold(y, s, rule="balanced")
+        fpr, tpr, _ = roc_curve(y, s)
+        assert j == pytest.approx(np.max(tpr - fpr))
+        flagged = s >= threshold
+        assert flagged[y == 1].mean() - flagged[y == 0].mean() == pytest.approx(j)
+
+
+def test_unknown_threshold_rule_is_named():
+    with pytest.raises(ValueError, match="'accuracy'.*f1, balanced"):
+        best_threshold(LABELS, SCORES, rule="accuracy")
 
 
 def test_against_sklearn_on_random_data():

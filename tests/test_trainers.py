@@ -229,6 +229,22 @@ def test_a_collapsed_training_run_is_reported(tiny_base, tmp_path):
     assert "**Warning:** policy 'prompt_injection'" in (tmp_path / "g" / "README.md").read_text()
 
 
+def test_threshold_rule_balanced_is_stored_and_used(tiny_base, tmp_path):
+    """Validation mostly violating: the balanced rule's threshold is the one saved, not the F1 rule's."""
+    validation = [e for e in make_examples(40, 1) if e.label == 1][:14] + [e for e in make_examples(40, 1) if e.label == 0][:4]
+    data = write_data_dir(tmp_path / "data", {"train": make_examples(32, 0), "validation": validation})
+    result = CliRunner().invoke(app, ["train", "single", "--data", str(data), "--policy", "prompt_injection", "--out",
+                                      str(tmp_path / "g"), "--base", tiny_base, "--epochs", "1", "--lr", "1e-3",
+                                      "--threshold-rule", "balanced"])
+    assert result.exit_code == 0, result.output
+    guard = Guard.load(tmp_path / "g")
+    scores = guard.score([e.text for e in validation], "prompt_injection")
+    labels = [e.label for e in validation]
+    assert guard.thresholds["prompt_injection"] == pytest.approx(best_threshold(labels, scores, "balanced")[0], abs=1e-6)
+    assert best_threshold(labels, scores, "balanced")[0] != pytest.approx(best_threshold(labels, scores, "f1")[0], abs=1e-6)
+    assert json.loads((tmp_path / "g" / "uniguard.json").read_text())["training"]["threshold_rule"] == "balanced"
+
+
 def test_cli_train_errors(tiny_base, tmp_path):
     data = write_data_dir(tmp_path / "data", {"train": make_examples(8, 0), "validation": make_examples(8, 1)})
     runner = CliRunner()
@@ -240,3 +256,18 @@ def test_cli_train_errors(tiny_base, tmp_path):
     assert isinstance(result.exception, UserError) and "data directory not found" in str(result.exception)
     result = runner.invoke(app, ["train", "multitask", "--data", str(data), "--out", str(tmp_path / "g"), "--epochs", "0"])
     assert isinstance(result.exception, UserError) and "epochs" in str(result.exception)
+
+
+def test_threshold_rules_experiment_compares_both_rules(tiny_base, tmp_path, capsys):
+    import shutil
+
+    from experiments.threshold_rules import main
+
+    write_data_dir(tmp_path / "run" / "data_s0", {"train": make_examples(32, 0), "validation": make_examples(16, 1), "test": make_examples(16, 2)})
+    shutil.copytree(tiny_base, tmp_path / "run" / "guard_s0")
+    main([str(tmp_path / "run"), "--threads", "1"])
+    rows = {(r["model"], r["rule"]): r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert set(rows) == {(m, r) for m in ("guard", "tfidf") for r in ("f1", "balanced")}
+    assert all(r["seeds"] == 1 and 0 <= r["dev_fpr"] <= 1 for r in rows.values())
+    # the toy phrases are separable by n-grams: TF-IDF is perfect on the synthetic test split under either rule
+    assert rows["tfidf", "f1"]["test_f1"] == rows["tfidf", "balanced"]["test_f1"] == 1.0

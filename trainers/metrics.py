@@ -113,28 +113,39 @@ def recall_at_fpr(labels, scores, max_fpr: float = 0.01) -> float:
     return float(tp[ok].max() / n_pos) if ok.any() else 0.0
 
 
-def best_threshold(labels, scores) -> tuple[float, float]:
-    """(threshold, F1) maximising F1 of `score >= threshold` over the observed scores.
+THRESHOLD_RULES = ("f1", "balanced")
+
+
+def best_threshold(labels, scores, rule: str = "f1") -> tuple[float, float]:
+    """(threshold, objective) maximising `rule` for `score >= threshold` over the observed scores.
+
+    rule "f1": F1 of the violating class. It depends on the class mix: on validation data that is 60%
+    violating, flagging everything already scores F1 0.75, so the threshold drifts low.
+    rule "balanced": TPR - FPR (Youden's J, equivalently balanced accuracy), which does not depend on
+    the class mix; use it when deployment traffic is mostly benign.
 
     The threshold sits halfway between the lowest flagged score and the next lower one, so a
     held-out score that falls in the gap is not decided by which side of a training point it lands.
-    Ties in F1 keep the highest threshold (fewer false positives). With no positives the best F1 is
-    0 and the threshold is just above the top score (flag nothing).
+    Ties keep the highest threshold (fewer false positives). With no positives the objective is 0
+    and the threshold is just above the top score (flag nothing).
     """
+    if rule not in THRESHOLD_RULES:
+        raise ValueError(f"unknown threshold rule {rule!r}; use one of {', '.join(THRESHOLD_RULES)}")
     y, s = _as_arrays(labels, scores)
     if y.size == 0:
         raise ValueError("best_threshold needs at least one example")
-    n_pos = int(y.sum())
+    n_pos, n_neg = int(y.sum()), int(y.size - y.sum())
     if n_pos == 0:
         return float(np.nextafter(s.max(), np.inf)), 0.0
     tp, fp, cut_scores = _ranked_counts(y, s)
-    f1 = 2 * tp / (tp + fp + n_pos)
-    best = int(np.argmax(f1))  # first maximum = highest threshold among ties
+    objective = 2 * tp / (tp + fp + n_pos) if rule == "f1" else tp / n_pos - (fp / n_neg if n_neg else 0.0)
+    # first maximum = highest threshold among ties; the tolerance makes 2/3 - 0 and 1 - 1/3 a tie
+    best = int(np.flatnonzero(objective >= objective.max() - 1e-12)[0])
     lower = cut_scores[best + 1] if best + 1 < cut_scores.size else None
     threshold = cut_scores[best]
     if lower is not None and lower < (cut_scores[best] + lower) / 2:  # the midpoint can round onto `lower`
         threshold = (cut_scores[best] + lower) / 2
-    return float(threshold), float(f1[best])
+    return float(threshold), float(objective[best])
 
 
 def evaluate_scores(labels, scores, threshold: float = 0.5) -> dict[str, float]:

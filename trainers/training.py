@@ -70,6 +70,9 @@ class TrainConfig(BaseModel):
     adv_weight: float = Field(0.0, ge=0)
     adv_epsilon: float = Field(1.0, gt=0)
     patience: int = Field(2, ge=1, description="evaluations without validation-F1 gain before stopping")
+    threshold_rule: Literal["f1", "balanced"] = Field(
+        "f1", description="how validation sets each policy's threshold: best F1, or best TPR - FPR (independent of the class mix)"
+    )
     eval_every: Optional[int] = Field(None, ge=1, description="steps between evaluations; None = once per epoch")
     checkpoint_every: int = Field(50, ge=1, description="steps between resumable checkpoints")
     seed: int = 0
@@ -251,10 +254,10 @@ def score_encoded(model, tokenizer, enc: Encoded, batch_size: int = 64) -> np.nd
     return scores
 
 
-def calibrate(labels: np.ndarray, scores: np.ndarray, policies: Sequence[str]) -> dict[str, float]:
-    """Per-policy threshold maximising validation F1."""
+def calibrate(labels: np.ndarray, scores: np.ndarray, policies: Sequence[str], rule: str = "f1") -> dict[str, float]:
+    """Per-policy threshold maximising `rule` (trainers.metrics.best_threshold) on validation."""
     names = np.asarray(policies, dtype=object)
-    return {name: best_threshold(labels[names == name], scores[names == name])[0] for name in sorted(set(policies))}
+    return {name: best_threshold(labels[names == name], scores[names == name], rule)[0] for name in sorted(set(policies))}
 
 
 def report(labels: np.ndarray, scores: np.ndarray, policies: Sequence[str], thresholds: dict[str, float]) -> dict:
@@ -449,12 +452,12 @@ def _finish(model, tokenizer, config, policies, enc_val, train, validation, test
     load_model(model, str(out_dir / CHECKPOINT_DIR / "best.safetensors"))
     model.eval()
     val_scores = score_encoded(model, tokenizer, enc_val)
-    thresholds = calibrate(enc_val.labels, val_scores, enc_val.policies)
+    thresholds = calibrate(enc_val.labels, val_scores, enc_val.policies, config.threshold_rule)
     # For a policy it has no threshold for (an instruction-following guard meeting a new policy): the
     # best-F1 threshold of all its validation data pooled, not 0.5. Measured on the study's
     # MultiTaskGuards trained without pii_disclosure (3 seeds): its test F1 0.00 / 0.18 / 0.56 at 0.5,
     # 0.67 / 0.67 / 0.67 at the pooled threshold (0.42-0.46), against 0.69-0.74 at its own best.
-    default_threshold = best_threshold(enc_val.labels, val_scores)[0]
+    default_threshold = best_threshold(enc_val.labels, val_scores, config.threshold_rule)[0]
     val_report = report(enc_val.labels, val_scores, enc_val.policies, thresholds)
     warnings = chance_warnings(val_report, config)
     test_report = None
