@@ -13,7 +13,8 @@ from rich.table import Table
 
 from uniguard.errors import UserError
 
-class ThresholdRule(str, Enum):
+
+class ThresholdRule(str, Enum):  # trainers.metrics.THRESHOLD_RULES
     f1 = "f1"
     balanced = "balanced"
 
@@ -22,6 +23,7 @@ _THRESHOLD_HELP = (
     "How validation sets each policy's threshold: f1 (best F1; drifts low when validation is mostly violating) "
     "or balanced (best TPR - FPR, independent of the class mix: fewer false positives on mostly benign traffic)."
 )
+
 train_app = typer.Typer(help="Fine-tune guards: one policy (single) or many at once (multitask, MultiTaskGuard).", no_args_is_help=True)
 
 
