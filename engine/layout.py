@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Literal
 
-from uniguard.errors import UserError
+from uniguard.core.errors import UserError
 
 
 class BlockKind(str, Enum):

@@ -20,7 +20,7 @@ from engine.layout import renumber_layer
 from engine.pool import ModelPool
 from engine.recipe import Recipe
 from trainers.guard import DEFAULT_MAX_LENGTH, GUARD_META_FILE
-from uniguard.io import write_json
+from uniguard.core.io import write_json
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 

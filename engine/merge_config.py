@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.recipe import Recipe
-from uniguard.errors import UserError
-from uniguard.io import read_yaml_mapping
+from uniguard.core.errors import UserError
+from uniguard.core.io import read_yaml_mapping
 
 # Methods with the same name and meaning in both tools.
 SHARED_METHODS = (

@@ -17,8 +17,8 @@ from transformers import AutoConfig, PretrainedConfig
 from engine.layout import TensorRole, tensor_role
 from operators.sparsify import TaskVectorContext
 from trainers.guard import check_model_dir
-from uniguard.assets import resolve_model
-from uniguard.errors import UserError
+from uniguard.core.assets import resolve_model
+from uniguard.core.errors import UserError
 
 
 def load_safetensors(model_dir: Path) -> dict[str, torch.Tensor]:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 import operators
 from engine.layout import Scope
-from uniguard.errors import UserError, format_validation_error
+from uniguard.core.errors import UserError, format_validation_error
 
 Dtype = Literal["float32", "float16", "bfloat16"]
 _OWN_FIELDS = ("weights", "density", "seed")  # operator parameters that are recipe fields, not `params`

@@ -11,83 +11,34 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from engine.journal import Journal
-from engine.pareto import pareto_front, write_front
+from engine.config import ObjectiveConfig, SearchConfig
+from engine.front import pareto_front
+from engine.journal import Journal, JournalEntry
 from engine.recipe import Recipe
-from engine.space import SearchSpace, SpaceConfig
-from engine.strategies import StrategyConfig, make_strategy
+from engine.rundir import RunDir
+from engine.space import SearchSpace
+from engine.worker import WorkerSetup, start_workers
+from engine.strategies import make_strategy
 from fitness.evaluator import FitnessSettings
-from uniguard.errors import UserError, format_validation_error
-from uniguard.io import atomic_write_text, read_yaml_mapping
+from uniguard.core.errors import UserError
 
 MAX_ATTEMPTS = 3  # per recipe, across worker deaths
 MAX_CONSECUTIVE_REPEATS = 200  # strategy proposals already evaluated, before the space counts as exhausted
 
 
-class PoolConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    base: str
-    candidates: tuple[str, ...] = Field(min_length=1)
-    names: tuple[str, ...] | None = None
-    multitask: str | None = Field(default=None, description="name of the MultiTaskGuard candidate, if any")
+@dataclass
+class Job:
+    """A recipe handed to a worker; resubmitted (attempts + 1) when its worker dies."""
 
-
-class DataConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    validation: str
-    policies: tuple[str, ...] = ()
-
-
-class ObjectiveConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    size_weight: float = Field(default=0.02, ge=0, description="loss per full-model size, for single-objective strategies")
-    latency_weight: float = Field(default=0.02, ge=0)
-
-
-class SearchConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    pool: PoolConfig
-    data: DataConfig
-    space: SpaceConfig = SpaceConfig()
-    strategy: StrategyConfig = StrategyConfig()
-    fitness: FitnessSettings = FitnessSettings()
-    objective: ObjectiveConfig = ObjectiveConfig()
-    budget: int = Field(default=48, ge=1)
-    workers: int = Field(default=2, ge=1)
-
-    @property
-    def names(self) -> list[str]:
-        return list(self.pool.names or [Path(c).name for c in self.pool.candidates])
-
-    @model_validator(mode="after")
-    def _multitask_is_a_candidate(self) -> "SearchConfig":
-        if self.pool.multitask is not None and self.pool.multitask not in self.names:
-            raise ValueError(f"pool.multitask {self.pool.multitask!r} is not a candidate's name; "
-                             f"use one of {self.names} (pool.names, or the candidates' folder names)")
-        return self
-
-
-def load_search_config(path: str | Path, pool_dir: str | Path | None = None) -> SearchConfig:
-    """Read a search YAML; relative paths resolve against `pool_dir` (if given) or the file's folder."""
-    path = Path(path)
-    if pool_dir is not None and not Path(pool_dir).is_dir():
-        raise UserError(f"--pool {pool_dir}: not a directory; build one with `python -m experiments.smoke_pool {pool_dir}`")
-    raw = read_yaml_mapping(path, "search config")
-    try:
-        config = SearchConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise UserError(f"{path}: invalid search config:\n{format_validation_error(exc)}") from None
-    root = Path(pool_dir) if pool_dir is not None else path.parent
-    resolve = lambda p: p if Path(p).is_absolute() or not (root / p).exists() else str((root / p).resolve())  # noqa: E731
-    pool = config.pool.model_copy(update={"base": resolve(config.pool.base), "candidates": tuple(resolve(c) for c in config.pool.candidates)})
-    data = config.data.model_copy(update={"validation": resolve(config.data.validation)})
-    return config.model_copy(update={"pool": pool, "data": data})
+    recipe: Recipe
+    token: Any  # the strategy's handle for tell(); None for the known-good seeds
+    label: str | None
+    attempts: int = 1
+    actor: Any = None
 
 
 def known_good_recipes(config: SearchConfig, num_candidates: int) -> list[tuple[str, Recipe]]:
@@ -106,42 +57,42 @@ def known_good_recipes(config: SearchConfig, num_candidates: int) -> list[tuple[
     return singles[: len(first)] + merges + singles[len(first):]
 
 
-def loss(entry: dict, size_ref: float, latency_ref: float, objective: ObjectiveConfig) -> float:
+def loss(entry: JournalEntry, size_ref: float, latency_ref: float, objective: ObjectiveConfig) -> float:
     """Scalar loss for single-objective strategies: -F1 plus small size and latency penalties."""
-    return (-entry["f1"] + objective.size_weight * entry["size_bytes"] / size_ref
-            + objective.latency_weight * entry["latency_ms"] / max(latency_ref, 1e-9))
+    return (-entry.f1 + objective.size_weight * entry.size_bytes / size_ref
+            + objective.latency_weight * entry.latency_ms / max(latency_ref, 1e-9))
 
 
 def run_search(config: SearchConfig, run_dir: str | Path, budget: int | None = None, workers: int | None = None,
-               address: str | None = None, progress: bool = True) -> list[dict]:
+               address: str | None = None, progress: bool = True) -> list[JournalEntry]:
+    run = RunDir(run_dir)
+    with run.writer_lock():
+        run.pin(config)
+        return _search(config, run, budget or config.budget, workers or config.workers, address, progress)
+
+
+def _search(config: SearchConfig, run: RunDir, budget: int, workers: int, address: str | None, progress: bool) -> list[JournalEntry]:
     import ray
     from tqdm import tqdm
 
-    from engine.worker import start_workers
-
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _pin_config(run_dir, config)
-    budget = budget or config.budget
-    workers = workers or config.workers
-    journal = Journal(run_dir / "journal.jsonl")
+    journal = run.journal(writable=True)
     setup = _prepare(config)
-    space = SearchSpace(config.space, setup["pool"].num_candidates, setup["pool"].num_layers)
+    space = SearchSpace(config.space, setup.pool.num_candidates, setup.pool.num_layers)
     strategy = make_strategy(config.strategy, space, budget, workers)
-    size_ref = setup["size_ref"]
+    size_ref = setup.size_ref
     latency_ref = [None]
 
-    def loss_of(entry: dict) -> float:
-        latency_ref[0] = latency_ref[0] or entry["latency_ms"]
+    def loss_of(entry: JournalEntry) -> float:
+        latency_ref[0] = latency_ref[0] or entry.latency_ms
         return loss(entry, size_ref, latency_ref[0], config.objective)
 
     for entry in journal.entries():  # replay: the strategy learns everything already evaluated
-        strategy.tell(None, Recipe.from_dict(entry["recipe"]), loss_of(entry))
+        strategy.tell(None, Recipe.from_dict(entry.recipe), loss_of(entry))
     queue = [(label, recipe) for label, recipe in known_good_recipes(config, space.n) if recipe.hash not in journal]
 
     _init_ray(ray, address, workers)
     actors = start_workers(ray, setup, config.fitness, workers)
-    in_flight: dict[Any, dict] = {}
+    in_flight: dict[Any, Job] = {}
     scores: dict[str, Any] = {}  # per-example scores of front points evaluated in this process (paired racing)
     repeats = 0
     bar = tqdm(total=budget, initial=min(len(journal), budget), desc="search", unit="recipe", disable=not progress)
@@ -149,14 +100,14 @@ def run_search(config: SearchConfig, run_dir: str | Path, budget: int | None = N
         while True:
             while len(in_flight) < len(actors) and len(journal) + len(in_flight) < budget and repeats < MAX_CONSECUTIVE_REPEATS:
                 label, token, recipe = _next(queue, strategy)
-                if recipe.hash in journal or any(job["recipe"].hash == recipe.hash for job in in_flight.values()):
+                if recipe.hash in journal or any(job.recipe.hash == recipe.hash for job in in_flight.values()):
                     repeats += 1
                     done = journal.get(recipe.hash)
                     if done is not None:
                         strategy.tell(token, recipe, loss_of(done))
                     continue
                 repeats = 0
-                job = {"recipe": recipe, "token": token, "label": label, "attempts": 1}
+                job = Job(recipe, token, label)
                 _submit(actors, in_flight, job, journal, scores)
             if not in_flight:
                 break
@@ -165,26 +116,26 @@ def run_search(config: SearchConfig, run_dir: str | Path, budget: int | None = N
             try:
                 result = ray.get(ready[0])
             except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError) as exc:
-                _replace_dead(ray, actors, job["actor"], setup, config.fitness)
-                if job["attempts"] >= MAX_ATTEMPTS or not actors:
+                _replace_dead(ray, actors, job.actor, setup, config.fitness)
+                if job.attempts >= MAX_ATTEMPTS or not actors:
                     raise UserError(f"recipe {job['recipe'].hash} failed on {job['attempts']} workers ({exc}); "
                                     "check the Ray cluster's health and rerun the same command to resume") from None
-                job["attempts"] += 1
+                job.attempts += 1
                 _submit(actors, in_flight, job, journal, scores)
                 continue
             recipe_scores = result.pop("scores", None)
-            entry = {"hash": job["recipe"].hash, "recipe": job["recipe"].to_dict(), "label": job["label"],
-                     **_shape_latency(result, journal.entries()), "attempts": job["attempts"], "finished_at": time.time()}
+            entry = JournalEntry(hash=job.recipe.hash, recipe=job.recipe.to_dict(), label=job.label,
+                                 **_shape_latency(result, journal.entries()), attempts=job.attempts, finished_at=time.time())
             journal.append(entry)  # durable before the strategy hears of it
-            _keep_front_scores(scores, entry["hash"], recipe_scores, journal)
-            strategy.tell(job["token"], job["recipe"], loss_of(entry))
+            _keep_front_scores(scores, entry.hash, recipe_scores, journal)
+            strategy.tell(job.token, job.recipe, loss_of(entry))
             bar.update(1)
-            bar.set_postfix(best_f1=f"{max((e['f1'] for e in journal.entries() if not e.get('raced_out')), default=0):.3f}")
+            bar.set_postfix(best_f1=f"{max((e.f1 for e in journal.entries() if not e.raced_out), default=0):.3f}")
     finally:
         bar.close()
         for actor in actors:
             ray.kill(actor)
-    write_front(run_dir, journal.entries())
+    run.write_front(journal.entries())
     return journal.entries()
 
 
@@ -196,26 +147,26 @@ def _next(queue: list[tuple[str, Recipe]], strategy) -> tuple[str | None, Any, R
     return None, token, recipe
 
 
-def _submit(actors: list, in_flight: dict, job: dict, journal: Journal, scores: dict) -> None:
-    busy = {id(j["actor"]) for j in in_flight.values()}
+def _submit(actors: list, in_flight: dict, job: Job, journal: Journal, scores: dict) -> None:
+    busy = {id(j.actor) for j in in_flight.values()}
     actor = next((a for a in actors if id(a) not in busy), actors[0])
     entries = journal.entries()
-    front = [(e["f1"], e["size_bytes"], e["latency_ms"], scores.get(e["hash"])) for e in pareto_front(entries)]
-    job["actor"] = actor
-    in_flight[actor.evaluate.remote(job["recipe"].to_dict(), front, _latencies(entries))] = job
+    front = [(*e.objectives, scores.get(e.hash)) for e in pareto_front(entries)]
+    job.actor = actor
+    in_flight[actor.evaluate.remote(job.recipe.to_dict(), front, _latencies(entries))] = job
 
 
-def _latencies(entries: list[dict]) -> dict[str, float]:
+def _latencies(entries: list[JournalEntry]) -> dict[str, float]:
     """The first latency journaled per shape: every worker then reports the same one for a shape, so
     timing noise between workers neither splits the front nor hides a candidate from racing."""
     first: dict[str, float] = {}
     for e in entries:
-        if "shape" in e:
-            first.setdefault(e["shape"], e["latency_ms"])
+        if e.shape:
+            first.setdefault(e.shape, e.latency_ms)
     return first
 
 
-def _shape_latency(result: dict, entries: list[dict]) -> dict:
+def _shape_latency(result: dict, entries: list[JournalEntry]) -> dict:
     """The result with its shape's first journaled latency. Workers that start together each time a
     new shape before either is journaled; without this the faster reading would put a recipe on the
     front, and out of racing's reach, by timing noise alone. The worker's own reading is kept."""
@@ -229,15 +180,13 @@ def _keep_front_scores(scores: dict, recipe_hash: str, recipe_scores, journal: J
     """Hold per-example scores only while their recipe is on the front (memory stays at front size)."""
     if recipe_scores is not None:
         scores[recipe_hash] = recipe_scores
-    on_front = {e["hash"] for e in pareto_front(journal.entries())}
+    on_front = {e.hash for e in pareto_front(journal.entries())}
     for h in [h for h in scores if h not in on_front]:
         del scores[h]
 
 
-def _replace_dead(ray, actors: list, dead, setup: dict, fitness: FitnessSettings) -> None:
+def _replace_dead(ray, actors: list, dead, setup: WorkerSetup, fitness: FitnessSettings) -> None:
     """Drop the dead worker; start a replacement only where the cluster has a free CPU for it."""
-    from engine.worker import start_workers
-
     if dead in actors:
         actors.remove(dead)
     if ray.available_resources().get("CPU", 0) >= fitness.threads:
@@ -256,7 +205,7 @@ def _init_ray(ray, address: str | None, workers: int) -> None:
         ray.init(address="local", num_cpus=workers, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
 
 
-def _prepare(config: SearchConfig) -> dict:
+def _prepare(config: SearchConfig) -> WorkerSetup:
     """Load the pool and the validation data once in the driver; workers get them by reference."""
     from transformers import AutoTokenizer
 
@@ -273,23 +222,4 @@ def _prepare(config: SearchConfig) -> dict:
     max_length = config.fitness.max_length or guards_max_length(pool)
     eval_set = build_eval_set(examples, policies, tokenizer, max_length, config.fitness.seed)
     size_ref = sum(t.numel() * 4 for t in pool.base.values())
-    return {"pool": pool, "eval_set": eval_set, "tokenizer_dir": str(pool.candidate_dirs[0]), "size_ref": size_ref}
-
-
-def _pin_config(run_dir: Path, config: SearchConfig) -> None:
-    """The run directory remembers its config; resuming with a different one is refused. The pinned
-    file is compared as a config, not as text, so a setting added to uniguard later (pinned runs lack
-    it, and get its default) does not lock an older run out of resuming."""
-    pinned = run_dir / "search.yaml"
-    if not pinned.exists():
-        atomic_write_text(pinned, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=True))
-    elif _pinned(pinned) != config:
-        raise UserError(f"{run_dir} holds a search with a different config ({pinned}); use a new --out directory "
-                        "or rerun with the same config to resume")
-
-
-def _pinned(path: Path) -> SearchConfig | None:
-    try:
-        return SearchConfig.model_validate(yaml.safe_load(path.read_text()))
-    except (ValidationError, yaml.YAMLError):
-        return None  # a field uniguard no longer has, or a damaged file: not the same config
+    return WorkerSetup(pool, eval_set, str(pool.candidate_dirs[0]), size_ref)

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from engine.recipe import Recipe
 from engine.space import SearchSpace
-from uniguard.errors import UserError
+from uniguard.core.errors import UserError
 
 
 class StrategyConfig(BaseModel):

@@ -1,32 +1,104 @@
-"""The Ray fitness worker: holds the pool and tokenised validation data, evaluates recipes."""
+"""The Ray fitness worker: holds the pool and tokenised validation data, merges and scores recipes.
+
+The worker owns what is engine business: one model per shape, each recipe merged straight into that
+model's parameters, and the exported size. `fitness.Evaluator` then scores the model it is handed.
+"""
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
+import torch
+from safetensors.torch import save as safetensors_bytes
+from transformers import AutoModelForSequenceClassification
+
+from engine.merge import DTYPES, merge_state_dict, merged_config, merged_names
+from engine.pool import ModelPool
 from engine.recipe import Recipe
-from fitness.evaluator import Evaluator, FitnessSettings
+from fitness.data import EvalSet
+from fitness.evaluator import Evaluation, Evaluator, FitnessSettings
+from trainers.guard import score_token_ids
+
+
+def shape_key(recipe: Recipe, num_layers: int) -> str:
+    """What size and latency depend on: the number of layers kept and the dtype."""
+    return f"{len(recipe.layers) if recipe.layers is not None else num_layers}x{recipe.dtype}"
+
+
+class RecipeScorer:
+    """Merges recipes into reusable models and has the evaluator score them (in a worker or in-process)."""
+
+    def __init__(self, pool: ModelPool, eval_set: EvalSet, tokenizer, settings: FitnessSettings):
+        self.pool, self.tokenizer, self.settings = pool, tokenizer, settings
+        self.evaluator = Evaluator(eval_set, settings)
+        self._models: dict[int, tuple[torch.nn.Module, dict[str, torch.Tensor]]] = {}
+        self._sizes: dict[str, int] = {}
+
+    def evaluate(self, recipe: Recipe, front=(), latencies: dict[str, float] | None = None) -> Evaluation:
+
+        model, weights = self._model(recipe)
+        started = time.perf_counter()
+        state = merge_state_dict(self.pool, recipe, into=weights)  # straight into the model's parameters
+        merge_s = time.perf_counter() - started
+        shape = shape_key(recipe, self.pool.num_layers)
+        size = self._size(state, recipe, shape)
+        batch = self.settings.batch_size
+        evaluation = self.evaluator.evaluate(lambda f: score_token_ids(model, self.tokenizer, f, batch), size, shape, front, latencies)
+        evaluation.timings["merge_s"] = merge_s
+        evaluation.seconds += merge_s
+        return evaluation
+
+    def _model(self, recipe: Recipe) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
+        """One model per layer count, reused for every recipe of that shape, with its state dict: tensors
+        sharing the parameters' storage, so a merge written into them is the model's new weights."""
+        num_layers = len(recipe.layers) if recipe.layers is not None else self.pool.num_layers
+        if num_layers not in self._models:
+            model = AutoModelForSequenceClassification.from_config(merged_config(self.pool, recipe)).eval()
+            weights = model.state_dict()
+            expected = set(merged_names(self.pool, recipe).values())
+            if set(weights) != expected:  # what load_state_dict(strict=True) would refuse
+                raise RuntimeError(f"the merged model's tensors do not match the pool's: "
+                                   f"missing {sorted(expected - set(weights))[:3]}, unexpected {sorted(set(weights) - expected)[:3]}")
+            self._models[num_layers] = model, weights
+        return self._models[num_layers]
+
+    def _size(self, state: dict[str, torch.Tensor], recipe: Recipe, shape: str) -> int:
+        """Bytes of the model.safetensors `export` writes; depends only on layers kept and dtype."""
+        if shape not in self._sizes:
+            in_dtype = {name: t.to(DTYPES[recipe.dtype]) for name, t in state.items()}
+            self._sizes[shape] = len(safetensors_bytes(in_dtype, metadata={"format": "pt", "uniguard_recipe": recipe.hash}))
+        return self._sizes[shape]
 
 
 class FitnessWorker:
     def __init__(self, pool, eval_set, tokenizer_dir: str, settings: FitnessSettings):
-        import torch
         from transformers import AutoTokenizer
 
         torch.set_num_threads(settings.threads)
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=False)
-        self.evaluator = Evaluator(pool, eval_set, tokenizer, settings)
+        self.scorer = RecipeScorer(pool, eval_set, tokenizer, settings)
 
     def evaluate(self, recipe: dict, front: list, latencies: dict | None = None) -> dict:
-        evaluation = self.evaluator.evaluate(Recipe.from_dict(recipe), front, latencies)
-        result = evaluation.to_dict()
-        result.pop("recipe_hash")
-        result["scores"] = evaluation.scores  # for paired racing against this recipe; not journaled
-        return result
+        evaluation = self.scorer.evaluate(Recipe.from_dict(recipe), front, latencies)
+        return {**evaluation.to_dict(), "scores": evaluation.scores}  # scores: for paired racing; not journaled
 
 
-def start_workers(ray, setup: dict, settings: FitnessSettings, count: int) -> list:
+@dataclass
+class WorkerSetup:
+    """What every worker holds: loaded once in the driver, shared through Ray's object store."""
+
+    pool: ModelPool
+    eval_set: EvalSet
+    tokenizer_dir: str
+    size_ref: float  # float32 bytes of the base: the loss's size unit
+    refs: tuple | None = None  # object-store references, once put
+
+
+def start_workers(ray, setup: WorkerSetup, settings: FitnessSettings, count: int) -> list:
     """Start `count` actors; the pool and data go through the object store once (put once, shared)."""
-    if "refs" not in setup:
-        setup["refs"] = (ray.put(setup["pool"]), ray.put(setup["eval_set"]))
-    pool_ref, data_ref = setup["refs"]
+    if setup.refs is None:
+        setup.refs = (ray.put(setup.pool), ray.put(setup.eval_set))
+    pool_ref, data_ref = setup.refs
     remote = ray.remote(num_cpus=settings.threads, max_restarts=0)(FitnessWorker)
-    return [remote.remote(pool_ref, data_ref, setup["tokenizer_dir"], settings) for _ in range(count)]
+    return [remote.remote(pool_ref, data_ref, setup.tokenizer_dir, settings) for _ in range(count)]

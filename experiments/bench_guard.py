@@ -27,10 +27,10 @@ import torch
 
 def _texts(path: str | None, n: int) -> list[str]:
     if path:
-        from uniguard.io import read_jsonl
+        from uniguard.core.io import read_jsonl
 
         return [r["text"] for r in read_jsonl(path)][:n]
-    from trainers.devsets import benign_pool, load_devset
+    from fitness.devsets import benign_pool, load_devset
 
     rows = load_devset("prompt_injection") + benign_pool()
     rng = np.random.default_rng(0)
@@ -41,7 +41,7 @@ def _fresh_guard_dir(out: Path) -> Path:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from trainers.guard import Guard
-    from uniguard.assets import default_base_model_dir
+    from uniguard.core.assets import default_base_model_dir
 
     torch.manual_seed(0)
     base = default_base_model_dir()
@@ -105,19 +105,15 @@ def bench_inference(guard_dir: Path, texts: list[str], policy_name: str, rounds:
 
 
 def bench_training(n: int, max_length: int) -> dict:
+    from synth.generate import BackendSpec, SynthSettings, run_synthesis
     from synth.policy import load_policy
     from trainers.data import Example
     from trainers.training import make_config, train_guard
-    from uniguard.io import read_jsonl
+    from uniguard.core.io import read_jsonl
 
     with tempfile.TemporaryDirectory() as tmp:
-        from typer.testing import CliRunner
-
-        from uniguard.cli import app
-
         data = Path(tmp) / "data"
-        CliRunner().invoke(app, ["synth", "--policy", "prompt_injection", "--backend", "template", "--n", str(n * 2),
-                                 "--seed", "0", "--out", str(data)], catch_exceptions=False)
+        run_synthesis([load_policy("prompt_injection")], BackendSpec("template"), SynthSettings(n=n * 2, seed=0), data)
         train = [Example(r["text"], r["label"], r["policy"]) for r in read_jsonl(data / "train.jsonl")][:n]
         val = [Example(r["text"], r["label"], r["policy"]) for r in read_jsonl(data / "validation.jsonl")]
         policies = {"prompt_injection": load_policy("prompt_injection")}

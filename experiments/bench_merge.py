@@ -37,7 +37,7 @@ def build_family(work: Path) -> tuple[Path, list[Path]]:
     from transformers import AutoModelForSequenceClassification
 
     from experiments.smoke_pool import perturbed, save_tiny_guard
-    from uniguard.assets import default_base_model_dir
+    from uniguard.core.assets import default_base_model_dir
 
     base_dir, candidates = work / "base", [work / f"guard_{i}" for i in range(3)]
     if all((d / "model.safetensors").is_file() for d in [base_dir, *candidates]):

@@ -23,19 +23,21 @@ from pathlib import Path
 
 import ray
 
-from engine.pareto import hypervolume, pareto_front
-from engine.search import load_search_config, run_search
+from engine.front import hypervolume, pareto_front
+from engine.config import load_search_config
+from engine.journal import JournalEntry
+from engine.search import run_search
 from fitness.evaluator import FitnessSettings
 
 SMOKE_CONFIG = Path(__file__).parent / "configs" / "smoke_search.yaml"
 
 
-def _evals_per_second(entries: list[dict]) -> float:
-    times = sorted(e["finished_at"] for e in entries)
+def _evals_per_second(entries: list[JournalEntry]) -> float:
+    times = sorted(e.finished_at for e in entries)
     return (len(times) - 1) / (times[-1] - times[0])
 
 
-def _search(config, run_dir: Path, budget: int, workers: int) -> list[dict]:
+def _search(config, run_dir: Path, budget: int, workers: int) -> list[JournalEntry]:
     try:
         return run_search(config, run_dir, budget=budget, workers=workers, progress=False)
     finally:
@@ -54,68 +56,67 @@ def racing(config, work: Path, budget: int) -> dict:
     raced = _search(config, work / "racing", budget, 2)
     full_config = config.model_copy(update={"fitness": config.fitness.model_copy(update={"racing": (1.0,)})})
     same_recipes = _evaluate_fully(full_config, raced)  # the racing run's recipes, each on all the data
-    spent = sum(e["forwards"] for e in raced)
-    full_cost = sum(e["full_forwards"] for e in raced)
-    front_raced = {e["hash"] for e in pareto_front(raced)}
-    front_full = {e["hash"] for e in pareto_front(same_recipes)}
-    stopped_at = Counter(str(e["fraction"]) for e in raced if e["raced_out"])
+    spent = sum(e.forwards for e in raced)
+    full_cost = sum(e.full_forwards for e in raced)
+    front_raced = {e.hash for e in pareto_front(raced)}
+    front_full = {e.hash for e in pareto_front(same_recipes)}
+    stopped_at = Counter(str(e.fraction) for e in raced if e.raced_out)
     rivals = [_rivals(raced, e) for e in raced]
     return {"rungs": list(config.fitness.racing), "validation_examples": raced[0]["full_forwards"],
             "forwards_with_racing": spent, "forwards_without": full_cost, "saving": full_cost / max(spent, 1),
             "same_front": front_raced == front_full, "front_racing": sorted(front_raced), "front_full": sorted(front_full),
-            "raced_out": sum(e["raced_out"] for e in raced), "stopped_at": dict(stopped_at), "evaluated": len(raced),
+            "raced_out": sum(e.raced_out for e in raced), "stopped_at": dict(stopped_at), "evaluated": len(raced),
             "contested": sum(bool(r) for r in rivals), "oracle_saving": _oracle_saving(raced, rivals, same_recipes, config.fitness.racing[0]),
             "wrongly_raced_out": _wrongly_raced_out(raced, same_recipes)}
 
 
-def _rivals(entries: list[dict], e: dict) -> list[dict]:
+def _rivals(entries: list[JournalEntry], e: JournalEntry) -> list[JournalEntry]:
     """Front points no larger and no slower than e when it started (front rebuilt from finish times;
     a start is finish minus duration): the only points racing may stop e against."""
-    started = e["finished_at"] - e["seconds"]
-    front = pareto_front([d for d in entries if d["finished_at"] <= started])
-    return [p for p in front if p["size_bytes"] <= e["size_bytes"] and p["latency_ms"] <= e["latency_ms"]]
+    started = e.finished_at - e.seconds
+    front = pareto_front([d for d in entries if d.finished_at <= started])
+    return [p for p in front if p.size_bytes <= e.size_bytes and p.latency_ms <= e.latency_ms]
 
 
-def _oracle_saving(raced: list[dict], rivals: list[list[dict]], full: list[dict], first_rung: float) -> float:
+def _oracle_saving(raced: list[JournalEntry], rivals: list[list[JournalEntry]], full: list[JournalEntry], first_rung: float) -> float:
     """The saving of an oracle that knows every full-data F1: it stops at the first rung each candidate
     that a rival beats, and runs the rest (new corners of the front, and candidates that join it) to
     the end. No rule that stops only beaten candidates, at these rungs, saves more on the same arrival
     order."""
-    full_f1 = {e["hash"]: e["f1"] for e in full}
+    full_f1 = {e.hash: e.f1 for e in full}
     spent = 0.0
     for e, theirs in zip(raced, rivals):
-        beaten = bool(theirs) and full_f1[e["hash"]] < max(p["f1"] for p in theirs)
-        spent += first_rung * e["full_forwards"] if beaten else e["full_forwards"]
-    return sum(e["full_forwards"] for e in raced) / spent
+        beaten = bool(theirs) and full_f1[e.hash] < max(p.f1 for p in theirs)
+        spent += first_rung * e.full_forwards if beaten else e.full_forwards
+    return sum(e.full_forwards for e in raced) / spent
 
 
-def _wrongly_raced_out(raced: list[dict], full: list[dict]) -> list[str]:
+def _wrongly_raced_out(raced: list[JournalEntry], full: list[JournalEntry]) -> list[str]:
     """Raced-out recipes whose full-data objectives would have put them on the front of all recipes."""
-    front = {e["hash"] for e in pareto_front(full)}
-    return sorted(e["hash"] for e in raced if e["raced_out"] and e["hash"] in front)
+    front = {e.hash for e in pareto_front(full)}
+    return sorted(e.hash for e in raced if e.raced_out and e.hash in front)
 
 
-def _evaluate_fully(full_config, raced: list[dict]) -> list[dict]:
+def _evaluate_fully(full_config, raced: list[JournalEntry]) -> list[JournalEntry]:
     """Full-data objectives of every recipe the racing run evaluated. Latency is the run's own per
     shape, so the two fronts differ only where racing changed a quality value."""
     from transformers import AutoTokenizer
 
     from engine.recipe import Recipe
     from engine.search import _latencies, _prepare
-    from fitness.evaluator import Evaluator
+    from engine.worker import RecipeScorer
 
     setup = _prepare(full_config)
-    tokenizer = AutoTokenizer.from_pretrained(setup["tokenizer_dir"])
-    evaluator = Evaluator(setup["pool"], setup["eval_set"], tokenizer, full_config.fitness)
+    tokenizer = AutoTokenizer.from_pretrained(setup.tokenizer_dir)
+    evaluator = RecipeScorer(setup.pool, setup.eval_set, tokenizer, full_config.fitness)
     latencies = _latencies(raced)
     out = []
     for e in raced:
-        if not e["raced_out"]:
+        if not e.raced_out:
             out.append(e)
             continue
-        result = evaluator.evaluate(Recipe.from_dict(e["recipe"]), (), latencies).to_dict()
-        result.pop("recipe_hash")
-        out.append({**e, **result})
+        result = evaluator.evaluate(Recipe.from_dict(e.recipe), (), latencies).to_dict()
+        out.append(e.model_copy(update=result))
     return out
 
 
@@ -124,10 +125,10 @@ def strategies(config, work: Path, budget: int) -> dict:
     for name in ("TwoPointsDE", "CMA", "bandit", "random"):
         strategy = config.strategy.model_copy(update={"name": name})
         entries = _search(config.model_copy(update={"strategy": strategy}), work / f"strategy_{name}", budget, 2)
-        complete = [e for e in entries if not e["raced_out"]]
-        size_ref = max(e["size_bytes"] for e in entries)
-        latency_ref = max(e["latency_ms"] for e in entries)
-        results[name] = {"best_f1": max(e["f1"] for e in complete), "hypervolume": hypervolume(entries, size_ref, latency_ref)}
+        complete = [e for e in entries if not e.raced_out]
+        size_ref = max(e.size_bytes for e in entries)
+        latency_ref = max(e.latency_ms for e in entries)
+        results[name] = {"best_f1": max(e.f1 for e in complete), "hypervolume": hypervolume(entries, size_ref, latency_ref)}
     return results
 
 

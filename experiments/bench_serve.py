@@ -5,7 +5,7 @@
 Without --guard it builds the real MiniLM architecture (the offline all-MiniLM-L6-v2 encoder) with
 its two-way head fitted as a linear probe on 80 prompts of the real prompt_injection development set
 (`minilm_probe_guard`); --guard takes a trained guard instead. Either way it reports the int8
-guard's F1 change on the rest of that set (`trainers.devsets`) next to size and latency. Each backend runs as its own `uniguard serve` process; the load generator (async httpx,
+guard's F1 change on the rest of that set (`fitness.devsets`) next to size and latency. Each backend runs as its own `uniguard serve` process; the load generator (async httpx,
 one request = one short prompt x one policy) runs in this process on the same machine, so client
 and server share the cores. In-process latency of `guard.check` on the same prompt is measured in
 the same run as the baseline the HTTP numbers are read against.
@@ -32,14 +32,14 @@ POLICY = "prompt_injection"
 
 
 def prompt_injection_devset(per_class: int | None = 150, skip: int = 0, seed: int = 0) -> tuple[list[str], np.ndarray]:
-    """Balanced slices of the real prompt_injection development set (`trainers.devsets`: jailbreaks,
+    """Balanced slices of the real prompt_injection development set (`fitness.devsets`: jailbreaks,
     DAN, system-prompt extraction, ps_fuzz injections vs benign and plain harmful requests).
 
     Each class is one fixed shuffle; `skip` starts further into it, so slices with different `skip`
     are disjoint (a probe's training slice never overlaps the evaluation slice). `per_class=None`
     takes everything after `skip`.
     """
-    from trainers.devsets import load_devset
+    from fitness.devsets import load_devset
 
     rows = load_devset(POLICY, seed=seed)
     rng = np.random.default_rng(seed)
@@ -64,7 +64,7 @@ def minilm_probe_guard(out_dir: Path, texts: list[str], labels: np.ndarray, poli
 
     from synth.policy import load_policy
     from trainers.guard import Guard
-    from uniguard.assets import default_base_model_dir
+    from uniguard.core.assets import default_base_model_dir
 
     torch.manual_seed(0)
     base = default_base_model_dir()
@@ -87,7 +87,7 @@ def minilm_probe_guard(out_dir: Path, texts: list[str], labels: np.ndarray, poli
 
 
 def in_process_latency_ms(guard_dir: Path, threads: int, repeats: int = 100) -> dict:
-    from trainers.onnx_export import load_guard
+    from trainers.runtime import load_guard
 
     guard = load_guard(guard_dir, threads=threads)
     for _ in range(10):
@@ -187,10 +187,10 @@ def http_benchmark(model: Path, clients: list[int], seconds: float, threads: int
 def f1_change(guard_dir: Path, int8_dir: Path) -> dict:
     from sklearn.metrics import f1_score
 
-    from trainers.onnx_export import load_guard
+    from trainers.runtime import load_guard
 
     texts, labels = prompt_injection_devset(per_class=None, skip=40)  # all of it but the probe's training slice
-    result = {"devset": f"trainers.devsets {POLICY} ({int(labels.sum())} violating, {int((1 - labels).sum())} allowed)", "n": len(texts)}
+    result = {"devset": f"fitness.devsets {POLICY} ({int(labels.sum())} violating, {int((1 - labels).sum())} allowed)", "n": len(texts)}
     for name, path in (("pytorch", guard_dir), ("onnx_int8", int8_dir)):
         verdicts = [v.violates for v in load_guard(path).check(texts, POLICY)]
         result[f"f1_{name}"] = float(f1_score(labels, verdicts))
@@ -211,7 +211,8 @@ def main() -> None:
     # PyTorch's OpenMP threads sleep rather than spin between passes (onnxruntime is set the same way in
     # OnnxGuard): on a shared 2-core machine spinning threads multiplied PyTorch latency by ~4x
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from trainers.onnx_export import directory_bytes, export_guard
+    from engine.export import export_guard
+    from trainers.onnx import directory_bytes
 
     clients = [int(c) for c in args.clients.split(",")]
     load_before = os.getloadavg()

@@ -1,5 +1,5 @@
 """Synthetic-data benchmark: examples per second per backend on this machine, and the F1 on REAL
-development data (trainers.devsets) of a guard trained on each backend's data.
+development data (fitness.devsets) of a guard trained on each backend's data.
 
     python -m experiments.bench_synth --out /tmp/bench_synth            # throughput + F1 (slow: trains guards)
     python -m experiments.bench_synth --out /tmp/bench_synth --no-train # throughput only
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from synth.generate import BackendSpec, SynthSettings, run_synthesis
 from synth.policy import load_policy
-from uniguard.io import write_json
+from uniguard.core.io import write_json
 
 
 def _generate(name: str, spec: BackendSpec, settings: SynthSettings, policies, out: Path) -> dict:
@@ -71,8 +71,8 @@ def _judge_quality(policies, n: int, seed: int) -> dict:
 
 def _train_and_evaluate(data_dir: Path, policies, out: Path, epochs: int, seed: int) -> dict:
     from trainers.data import load_splits
-    from trainers.devsets import load_devset
-    from trainers.evaluate import evaluate
+    from fitness.devsets import load_devset
+    from fitness.evaluate import evaluate
     from trainers.guard import Guard
     from trainers.data import Example
     from trainers.training import make_config, train_guard

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from uniguard.io import read_jsonl, write_json, write_jsonl
+from uniguard.core.io import read_jsonl, write_json, write_jsonl
 
 UG = [sys.executable, "-m", "uniguard"]
 
@@ -68,7 +68,7 @@ def prepare_data(args, out: Path, log: Path) -> tuple[Path, dict[str, Path]]:
     for p in args.policies:
         path = out / "devsets" / f"{p}.jsonl"
         if not path.is_file():
-            from trainers.devsets import load_devset
+            from fitness.devsets import load_devset
 
             write_jsonl(path, subsample(load_devset(p, args.seed), args.devset_rows, args.seed))
         devsets[p] = path

@@ -57,7 +57,7 @@ def main(argv=None) -> None:
 
     from trainers.baselines import TfidfBaseline
     from trainers.data import Example, load_splits, only_policies, resolve_policies
-    from trainers.evaluate import evaluate, score_examples
+    from fitness.evaluate import evaluate, score_examples
     from trainers.guard import Guard
     from trainers.training import make_config, train_guard
 
@@ -71,7 +71,7 @@ def main(argv=None) -> None:
     dev = None
     if args.devset_rows:
         from experiments.guard_results import subsample
-        from trainers.devsets import load_devset
+        from fitness.devsets import load_devset
 
         dev = [Example(r["text"], r["label"], r["policy"]) for r in subsample(load_devset(args.policy, 0), args.devset_rows, 0)]
     rows = []

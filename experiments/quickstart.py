@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from uniguard.io import read_jsonl, write_json
+from uniguard.core.io import read_jsonl, write_json
 
 
 @dataclass(frozen=True)
@@ -120,11 +120,11 @@ def train_policies(plan: Plan, data: Path, out_dir: Path, policies: list[str]) -
 
 def search_config(plan: Plan, guards: dict[str, Path], data: Path, strategy: str = "TwoPointsDE",
                   weight_groups: int | str = 2):
-    from engine.search import DataConfig, PoolConfig, SearchConfig
+    from engine.config import DataConfig, PoolConfig, SearchConfig
     from engine.space import SpaceConfig
     from engine.strategies import StrategyConfig
     from fitness.evaluator import FitnessSettings
-    from uniguard.assets import resolve_model
+    from uniguard.core.assets import resolve_model
 
     names = list(guards)
     return SearchConfig(
@@ -157,22 +157,22 @@ def export_front(run_dir: Path, out: Path, int8: bool = True) -> dict:
     evaluated first (uniform average, TIES defaults), each with its calibrated thresholds; with `int8`,
     also UniGuard as an int8 ONNX guard, measured like a merge and put on the run's Pareto front."""
     from engine.export import export_entry
-    from engine.variants import add_variant
-    from trainers.onnx_export import export_onnx
-    from engine.journal import Journal
-    from engine.pareto import pareto_front
+    from engine.front import FrontPoint, pareto_front
     from engine.pool import ModelPool
-    from engine.search import load_search_config
+    from engine.rundir import RunDir
+    from engine.variants import add_variant
+    from trainers.onnx import export_onnx
 
-    entries = Journal(run_dir / "journal.jsonl").entries()
+    run = RunDir(run_dir)
+    entries = run.entries()
     front = pareto_front(entries)
     chosen = {
-        "uniguard": max(front, key=lambda e: (e["f1"], -e["size_bytes"])),
-        "uniguard_smallest": min(front, key=lambda e: (e["size_bytes"], -e["f1"])),
-        "uniform_average": next(e for e in entries if e.get("label") == "uniform average"),
-        "ties_defaults": next(e for e in entries if e.get("label") == "TIES defaults"),
+        "uniguard": max(front, key=lambda e: (e.f1, -e.size_bytes)),
+        "uniguard_smallest": min(front, key=lambda e: (e.size_bytes, -e.f1)),
+        "uniform_average": next(e for e in entries if e.label == "uniform average"),
+        "ties_defaults": next(e for e in entries if e.label == "TIES defaults"),
     }
-    config = load_search_config(run_dir / "search.yaml")
+    config = run.config()
     pool = ModelPool.load(config.pool.base, list(config.pool.candidates), config.names)
     exported = {}
     for name, entry in chosen.items():
@@ -180,13 +180,13 @@ def export_front(run_dir: Path, out: Path, int8: bool = True) -> dict:
         exported[name] = _exported(out / name, entry)
     if int8:
         int8_dir = export_onnx(out / "uniguard", out / "uniguard_int8", "int8")
-        exported["uniguard_int8"] = _exported(int8_dir, add_variant(run_dir, chosen["uniguard"], int8_dir))
+        exported["uniguard_int8"] = _exported(int8_dir, add_variant(run, FrontPoint.of(0, chosen["uniguard"]), int8_dir))
     return exported
 
 
-def _exported(model_dir: Path, entry: dict) -> dict:
-    return {"dir": str(model_dir), "hash": entry["hash"], "f1_validation": entry["f1"], "size_bytes": entry["size_bytes"],
-            "latency_ms": entry["latency_ms"], "recipe": entry["recipe"]}
+def _exported(model_dir: Path, entry) -> dict:
+    return {"dir": str(model_dir), "hash": entry.hash, "f1_validation": entry.f1, "size_bytes": entry.size_bytes,
+            "latency_ms": entry.latency_ms, "recipe": entry.recipe}
 
 
 def _subsample(rows: list[dict], k: int, seed: int) -> list[dict]:
@@ -220,7 +220,7 @@ def _evaluate(plan: Plan, policies: list[str], guards: dict[str, Path], exports:
 def dev_examples(plan: Plan, policy_map) -> dict:
     """Each offline real dev set's rows for these policies, a class-balanced subsample of plan.devset_rows."""
     from trainers.data import Example
-    from trainers.devsets import devset_names, load_devset
+    from fitness.devsets import devset_names, load_devset
 
     dev = {}
     for name in devset_names():
@@ -232,7 +232,8 @@ def dev_examples(plan: Plan, policy_map) -> dict:
 
 def guard_results(model_dir, test, dev: dict, policy_map) -> dict:
     """A guard's test and dev metrics, the size of its weights file and its batch-1 latency (PyTorch or ONNX)."""
-    from trainers.onnx_export import ONNX_FILE, is_onnx_guard_dir, load_guard
+    from trainers.onnx import ONNX_FILE, is_onnx_guard_dir
+    from trainers.runtime import load_guard
 
     guard = load_guard(model_dir)
     weights = ONNX_FILE if is_onnx_guard_dir(model_dir) else "model.safetensors"
@@ -272,7 +273,7 @@ def _per_policy_sample(examples, k: int, seed: int):
 
 
 def score_everything(scorer, test, dev: dict, policy_map) -> dict:
-    from trainers.evaluate import evaluate
+    from fitness.evaluate import evaluate
 
     return {"test": evaluate(scorer, test, policy_map),
             "dev": {name: evaluate(scorer, rows, policy_map) for name, rows in dev.items()}}
@@ -298,6 +299,8 @@ def _latency(guard, test) -> float:
 def _write_report(out: Path, plan: Plan, policies: list[str], results: dict, fast: bool) -> Path:
     from experiments.report import render_report
 
-    search = read_jsonl(out / "search" / "journal.jsonl")
+    from engine.rundir import RunDir
+
+    search = RunDir(out / "search").entries()
     command = "uniguard quickstart" + (" --fast" if fast else "") + f" --out {shlex.quote(str(out))}"
     return render_report(out, plan, policies, results, search, command, python=sys.executable)

@@ -7,8 +7,10 @@ import html
 import math
 from pathlib import Path
 
-from engine.pareto import pareto_front, with_variants
-from uniguard.io import atomic_write_text
+from engine.front import pareto_front
+from engine.journal import JournalEntry
+from engine.rundir import RunDir
+from uniguard.core.io import atomic_write_text
 
 
 def _f(value, digits: int = 3) -> str:
@@ -52,20 +54,20 @@ def size_table(results: dict) -> str:
     return _table(["model", "size (MB)", "latency (ms / prompt, batch 1)"], rows)
 
 
-def front_table(search: list[dict]) -> str:
+def front_table(search: list[JournalEntry]) -> str:
     rows = []
     for k, e in enumerate(pareto_front(search)):
-        r = e["recipe"]
-        rows.append([str(k), _f(e["f1"]), _f(e["size_bytes"] / 1e6, 1), _f(e["latency_ms"], 2), r["operator"],
+        r = e.recipe
+        rows.append([str(k), _f(e.f1), _f(e.size_bytes / 1e6, 1), _f(e.latency_ms, 2), r["operator"],
                      "all" if r["layers"] is None else ",".join(map(str, r["layers"])), r["scope"], r["dtype"],
-                     e.get("format", "hf"), e.get("label") or ""])
+                     e.format or "hf", e.label or ""])
     return _table(["point", "validation F1", "MB", "ms/example", "operator", "layers", "scope", "dtype", "format", "label"], rows)
 
 
-def render_report(out: Path, plan, policies: list[str], results: dict, search: list[dict], command: str, python: str) -> Path:
-    raced = sum(1 for e in search if e.get("raced_out"))
-    saved = sum(e["full_forwards"] - e["forwards"] for e in search)
-    spent = sum(e["forwards"] for e in search)
+def render_report(out: Path, plan, policies: list[str], results: dict, search: list[JournalEntry], command: str, python: str) -> Path:
+    raced = sum(1 for e in search if e.raced_out)
+    saved = sum(e.full_forwards - e.forwards for e in search)
+    spent = sum(e.forwards for e in search)
     best_source = max((r["test"]["macro"]["f1"], m) for m, r in results.items()
                       if m.startswith("guard:") or m == "MultiTaskGuard")
     uniguard = results.get("UniGuard (searched)", {}).get("test", {}).get("macro", {}).get("f1")
@@ -93,7 +95,7 @@ Dev sets are class-balanced subsamples of {plan.devset_rows} rows; the LLM judge
 {len(search)} recipes evaluated ({raced} raced out early; racing saved {saved} of {saved + spent} example-forwards).
 Best source model on the test split: {best_source[1]} (macro F1 {_f(best_source[0])}); searched UniGuard: {_f(uniguard)}.
 
-{front_table(with_variants(out / "search", search))}
+{front_table(RunDir(out / "search").with_variants(search))}
 
 ![Pareto front](search/pareto.png)
 

@@ -12,7 +12,7 @@ import torch
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
 from trainers.guard import Guard
-from uniguard.assets import default_base_model_dir
+from uniguard.core.assets import default_base_model_dir
 
 TINY_MAX_LENGTH = 128
 
@@ -72,7 +72,7 @@ def smoke_validation_rows() -> list[dict]:
 
 def build_smoke_pool(out_dir: str | Path) -> Path:
     """base/, guard_a/, guard_b/, guard_c/ (tiny random guards) and validation.jsonl in `out_dir`."""
-    from uniguard.io import write_jsonl
+    from uniguard.core.io import write_jsonl
 
     out_dir = Path(out_dir)
     base = tiny_classifier(seed=0)

@@ -25,8 +25,8 @@ from typing import Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from experiments.quickstart import Plan, Stages
-from uniguard.errors import UserError, format_validation_error
-from uniguard.io import atomic_write_text, read_yaml_mapping, write_json
+from uniguard.core.errors import UserError, format_validation_error
+from uniguard.core.io import atomic_write_text, read_yaml_mapping, write_json
 
 SPECIALISTS = "single-policy guards (each on its own policy)"
 MTG = "MultiTaskGuard"
@@ -167,20 +167,19 @@ def _score_specialists(guards: dict[str, Path], policies: list[str], test, dev: 
 
 
 def search_summary(run_dir: Path) -> dict:
-    from engine.journal import Journal
+    from engine.rundir import RunDir
 
-    entries = Journal(run_dir / "journal.jsonl").entries()
-    complete = [e for e in entries if not e.get("raced_out")]
-    best = max(complete, key=lambda e: e["f1"])
-    return {"evaluations": len(entries), "best_validation_f1": best["f1"], "best_hash": best["hash"],
-            "max_size_bytes": max(e["size_bytes"] for e in entries), "max_latency_ms": max(e["latency_ms"] for e in entries),
+    entries = RunDir(run_dir).entries()
+    best = max((e for e in entries if not e.raced_out), key=lambda e: e.f1)
+    return {"evaluations": len(entries), "best_validation_f1": best.f1, "best_hash": best.hash,
+            "max_size_bytes": max(e.size_bytes for e in entries), "max_latency_ms": max(e.latency_ms for e in entries),
             "entries": entries}
 
 
 def _share_hypervolume_reference(searches: dict) -> None:
     """Both arms' hypervolumes against one reference point (the largest size and latency either saw),
     so they compare; the raw journal entries are dropped from the stored summary afterwards."""
-    from engine.pareto import hypervolume
+    from engine.front import hypervolume
 
     size_ref = max(s["max_size_bytes"] for s in searches.values())
     latency_ref = max(s["max_latency_ms"] for s in searches.values())

@@ -37,8 +37,8 @@ def scored_splits(data_dir: Path, guard_dir: Path, dev_cache: dict) -> dict[str,
     """{model: {split: (labels, scores)}} for validation, test and the real dev set."""
     from trainers.baselines import TfidfBaseline
     from trainers.data import Example, load_splits, policy_names, resolve_policies
-    from trainers.devsets import load_devset
-    from trainers.evaluate import score_examples
+    from fitness.devsets import load_devset
+    from fitness.evaluate import score_examples
     from trainers.guard import Guard
 
     splits = load_splits([data_dir], test_required=True)

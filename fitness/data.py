@@ -16,13 +16,15 @@ import numpy as np
 from synth.policy import Policy
 from trainers.data import Example
 from trainers.guard import encode_pairs
-from uniguard.errors import UserError
+from uniguard.core.errors import UserError
+
+Features = dict[str, list[list[int]]]  # unpadded token ids (and token type ids) per example
 
 
 @dataclass
 class Half:
     labels: np.ndarray
-    features: dict[str, list[list[int]]]  # unpadded token ids (and token type ids)
+    features: Features
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -1,4 +1,9 @@
-"""Scores a recipe: merge in memory, then held-out guard quality, exported size and measured latency.
+"""Scores a model it is handed: held-out guard quality (raced), and measured latency; size is the caller's.
+
+The model arrives as a `Scorer` (pre-tokenised features -> P(violation)), so a merged PyTorch model
+in a search worker and an exported ONNX variant are measured by one protocol: the same validation
+halves, metric, thresholds, latency batch and timing rule. Building models and merging recipes is
+the engine's job (`engine.worker`).
 
 Quality is read on growing validation prefixes (racing): after each rung, a candidate that some
 front point no larger and no slower beats by more than `race_z` standard errors stops (`fitness.racing`
@@ -10,21 +15,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
-import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from safetensors.torch import save as safetensors_bytes
-from transformers import AutoModelForSequenceClassification
 
-from engine.merge import DTYPES, merge_state_dict, merged_config, merged_names
-from engine.pool import ModelPool
-from engine.recipe import Recipe
-from fitness.data import EvalSet, Half
-from fitness.racing import FrontPoint, Scores, beaten, bootstrap_draws, enough_examples
+from fitness.data import EvalSet, Features, Half
+from fitness.racing import Rival, Scores, beaten, bootstrap_draws, enough_examples
 from fitness.registry import get_metric
-from trainers.guard import score_token_ids
+
+Scorer = Callable[[Features], np.ndarray]  # pre-tokenised features -> P(violation), in input order
 
 
 class FitnessSettings(BaseModel):
@@ -56,7 +56,6 @@ class FitnessSettings(BaseModel):
 
 @dataclass
 class Evaluation:
-    recipe_hash: str
     f1: float  # macro over policies of the configured metric (named f1 for the default metric)
     per_policy: dict[str, float]
     thresholds: dict[str, float]
@@ -78,55 +77,33 @@ class Evaluation:
         return out
 
 
-def dominated(f1: float, size: int, latency: float, front: Sequence[tuple[float, int, float]]) -> bool:
-    """Whether some front point is at least as good on every objective and better on one."""
-    return any(
-        pf >= f1 and ps <= size and pl <= latency and (pf > f1 or ps < size or pl < latency) for pf, ps, pl, *_ in front
-    )
-
-
-def shape_key(recipe: Recipe, num_layers: int) -> str:
-    """What size and latency depend on: the number of layers kept and the dtype."""
-    return f"{len(recipe.layers) if recipe.layers is not None else num_layers}x{recipe.dtype}"
-
-
 class Evaluator:
-    def __init__(self, pool: ModelPool, eval_set: EvalSet, tokenizer, settings: FitnessSettings):
-        self.pool, self.eval_set, self.tokenizer, self.settings = pool, eval_set, tokenizer, settings
+    def __init__(self, eval_set: EvalSet, settings: FitnessSettings):
+        self.eval_set, self.settings = eval_set, settings
         self.metric = get_metric(settings.metric)
-        self._models: dict[int, tuple[torch.nn.Module, dict[str, torch.Tensor]]] = {}
-        self._sizes: dict[str, int] = {}
         self._latencies: dict[str, float] = {}
         self._draws: dict[float, list] = {}
 
-    def evaluate(self, recipe: Recipe, front: Sequence[tuple] = (), latencies: dict[str, float] | None = None) -> Evaluation:
-        """`front`: (f1, size, latency[, scores]) points; `latencies`: ms per example already measured
-        for a shape elsewhere (other workers), reused so one shape has one latency in a search."""
+    def evaluate(self, score: Scorer, size_bytes: int, shape: str, front: Sequence[tuple] = (),
+                 latencies: dict[str, float] | None = None) -> Evaluation:
+        """`shape`: what size and latency depend on (one latency per shape per search); `front`:
+        (f1, size, latency[, scores]) points racing may lose to; `latencies`: ms per example already
+        measured for a shape elsewhere (other workers), reused so one shape has one latency."""
         start = time.perf_counter()
-        num_layers = len(recipe.layers) if recipe.layers is not None else self.pool.num_layers
-        model, weights = self._model(recipe, num_layers)
-        merge_start = time.perf_counter()  # a shape's first recipe also builds its model: not merge time
-        state = merge_state_dict(self.pool, recipe, into=weights)  # straight into the model's parameters
-        merged = time.perf_counter()
-        shape = shape_key(recipe, self.pool.num_layers)
-        size = self._size(state, recipe, shape)
         if latencies and shape in latencies:
             self._latencies[shape] = latencies[shape]
-        latency = self._latency(model, shape)
-        scored = self._race(model, size, latency, [FrontPoint(*p) for p in front])
-        return Evaluation(
-            recipe_hash=recipe.hash, size_bytes=size, latency_ms=latency, shape=shape,
-            seconds=time.perf_counter() - start, timings={"merge_s": merged - merge_start}, **scored,
-        )
+        latency = self._latency(score, shape)
+        scored = self._race(score, size_bytes, latency, [Rival(*p) for p in front])
+        return Evaluation(size_bytes=size_bytes, latency_ms=latency, shape=shape, seconds=time.perf_counter() - start, **scored)
 
-    def _race(self, model, size: int, latency: float, front: list[FrontPoint]) -> dict:
+    def _race(self, score: Scorer, size: int, latency: float, front: list[Rival]) -> dict:
         scores = {p.name: ([], []) for p in self.eval_set.policies}  # calibration, scoring scores so far
         forwards, full = 0, self.eval_set.size
         for rung in self.settings.racing:
             prefix = self.eval_set.prefix(rung)
             for data in prefix.policies:
                 cal, sco = scores[data.name]
-                forwards += self._extend(model, data.calibration, cal) + self._extend(model, data.scoring, sco)
+                forwards += self._extend(score, data.calibration, cal) + self._extend(score, data.scoring, sco)
             mine = [(np.concatenate(scores[p.name][0]), np.concatenate(scores[p.name][1])) for p in prefix.policies]
             if rung < 1.0 and self._stops(prefix, mine, size, latency, front, rung):
                 return dict(**self._quality(prefix, mine), forwards=forwards, full_forwards=full, fraction=rung, raced_out=True)
@@ -140,7 +117,7 @@ class Evaluator:
         return dict(f1=float(np.mean(list(per_policy.values()))), per_policy=per_policy,
                     thresholds={name: r.threshold for name, r in results.items()})
 
-    def _stops(self, prefix: EvalSet, mine: Scores, size: int, latency: float, front: list[FrontPoint], rung: float) -> bool:
+    def _stops(self, prefix: EvalSet, mine: Scores, size: int, latency: float, front: list[Rival], rung: float) -> bool:
         if not enough_examples(prefix, self.settings.race_min_examples):
             return False
         if not any(p.size_bytes <= size and p.latency_ms <= latency for p in front):
@@ -149,52 +126,29 @@ class Evaluator:
             self._draws[rung] = bootstrap_draws(prefix, self.settings.race_replicates, self.settings.seed)
         return beaten(self.metric, prefix, self.eval_set.size, mine, size, latency, front, self._draws[rung], self.settings.race_z)
 
-    def _extend(self, model, half: Half, done: list[np.ndarray]) -> int:
+    def _extend(self, score: Scorer, half: Half, done: list[np.ndarray]) -> int:
         """Score the examples of `half` not scored yet (prefixes are nested); return how many."""
         have = sum(len(s) for s in done)
         new = {k: v[have:] for k, v in half.features.items()}
         if not new["input_ids"]:
             return 0
-        done.append(score_token_ids(model, self.tokenizer, new, self.settings.batch_size))
+        done.append(score(new))
         return len(new["input_ids"])
 
-    def _model(self, recipe: Recipe, num_layers: int) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
-        """One model per layer count, reused for every recipe of that shape, with its state dict: tensors
-        sharing the parameters' storage, so a merge written into them is the model's new weights."""
-        if num_layers not in self._models:
-            config = merged_config(self.pool, recipe)
-            model = AutoModelForSequenceClassification.from_config(config).eval()
-            weights = model.state_dict()
-            expected = set(merged_names(self.pool, recipe).values())
-            if set(weights) != expected:  # what load_state_dict(strict=True) would refuse
-                raise RuntimeError(f"the merged model's tensors do not match the pool's: "
-                                   f"missing {sorted(expected - set(weights))[:3]}, unexpected {sorted(set(weights) - expected)[:3]}")
-            self._models[num_layers] = model, weights
-        return self._models[num_layers]
-
-    def _size(self, state: dict[str, torch.Tensor], recipe: Recipe, key: str) -> int:
-        """Bytes of the model.safetensors `export` writes; depends only on layers kept and dtype."""
-        if key not in self._sizes:
-            in_dtype = {name: t.to(DTYPES[recipe.dtype]) for name, t in state.items()}
-            self._sizes[key] = len(safetensors_bytes(in_dtype, metadata={"format": "pt", "uniguard_recipe": recipe.hash}))
-        return self._sizes[key]
-
-    def _latency(self, model, key: str) -> float:
-        """Fastest of several timed forwards at a fixed batch, in milliseconds per example (the minimum
-        is the least disturbed by other load on the machine). Weights' values do not change a dense
-        model's speed, so it is measured once per shape (layers kept, dtype) per worker, or taken from
+    def _latency(self, score: Scorer, shape: str) -> float:
+        """Fastest of several timed calls at a fixed batch, in milliseconds per example (the minimum is
+        the least disturbed by other load on the machine), after two warm-up calls. Weights' values do
+        not change a dense model's speed, so it is measured once per shape per worker, or taken from
         `latencies` where another worker measured it first."""
-        if key not in self._latencies:
-            half = self.eval_set.policies[0].scoring
-            batch = self.tokenizer.pad({k: v[: self.settings.latency_batch] for k, v in half.features.items()}, return_tensors="pt")
-            n = batch["input_ids"].shape[0]
-            with torch.inference_mode():
-                model(**batch)  # warm-up
-                model(**batch)
-                times = []
-                for _ in range(self.settings.latency_repeats):
-                    t0 = time.perf_counter()
-                    model(**batch)
-                    times.append(time.perf_counter() - t0)
-            self._latencies[key] = 1000 * min(times) / n
-        return self._latencies[key]
+        if shape not in self._latencies:
+            features = self.eval_set.policies[0].scoring.features
+            sample = {k: v[: self.settings.latency_batch] for k, v in features.items()}
+            score(sample)  # warm-up
+            score(sample)
+            times = []
+            for _ in range(self.settings.latency_repeats):
+                t0 = time.perf_counter()
+                score(sample)
+                times.append(time.perf_counter() - t0)
+            self._latencies[shape] = 1000 * min(times) / len(sample["input_ids"])
+        return self._latencies[shape]

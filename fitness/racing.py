@@ -35,7 +35,9 @@ Scores = list[tuple[np.ndarray, np.ndarray]]  # per policy (in EvalSet order): c
 Draws = list[tuple[np.ndarray, np.ndarray]]  # per policy: (replicates, n) indices into each half
 
 
-class FrontPoint(NamedTuple):
+class Rival(NamedTuple):
+    """A front point a candidate is raced against (its per-example scores, where known, pair the test)."""
+
     f1: float
     size_bytes: int
     latency_ms: float
@@ -68,7 +70,7 @@ def macro_value(metric, prefix: EvalSet, scores: Scores, draws: Draws | None = N
 
 
 def beaten(metric, prefix: EvalSet, full_size: int, mine: Scores, size: int, latency: float,
-           front: Sequence[FrontPoint], draws: Draws, z: float) -> bool:
+           front: Sequence[Rival], draws: Draws, z: float) -> bool:
     """Whether a front point no larger and no slower is better by more than z standard errors."""
     rivals = sorted((p for p in front if p.size_bytes <= size and p.latency_ms <= latency), key=lambda p: -p.f1)
     if not rivals:
@@ -82,7 +84,7 @@ def beaten(metric, prefix: EvalSet, full_size: int, mine: Scores, size: int, lat
     return False
 
 
-def _comparison(metric, prefix: EvalSet, rival: FrontPoint, value: float, replicates: np.ndarray,
+def _comparison(metric, prefix: EvalSet, rival: Rival, value: float, replicates: np.ndarray,
                 draws: Draws) -> tuple[float, float]:
     """(margin, its standard error before the correction): unpaired against the rival's exact
     full-data value, or paired on the prefix where that has the smaller error. Which one is chosen

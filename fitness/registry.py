@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from trainers.metrics import auprc, best_threshold, binary_metrics, recall_at_fpr
-from uniguard.errors import UserError
+from uniguard.core.errors import UserError
 
 ENTRY_POINT_GROUP = "uniguard.fitness"
 

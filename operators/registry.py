@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 if TYPE_CHECKING:
     import torch
 
-from uniguard.errors import UserError
+from uniguard.core.errors import UserError
 
 ENTRY_POINT_GROUP = "uniguard.operators"
 

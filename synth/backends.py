@@ -15,7 +15,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from uniguard.errors import UserError
+from uniguard.core.errors import UserError
 
 Conversation = list[dict]
 OnAnswer = Callable[[int, str], None]

@@ -27,8 +27,8 @@ from synth.report import build_report
 from synth.samples import DEFAULT_KIND_SHARES, Sample
 from synth.splits import SPLIT_NAMES, behaviour_split, stratified_split
 from synth.templates import content_words, template_samples
-from uniguard.errors import UserError
-from uniguard.io import write_json, write_jsonl
+from uniguard.core.errors import UserError
+from uniguard.core.io import write_json, write_jsonl
 
 BackendName = Literal["template", "local", "openai"]
 CACHE_DIRNAME = ".synth_cache"

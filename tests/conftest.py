@@ -28,7 +28,8 @@ def _smoke_search_once(tmp_path_factory):
 
     import ray
 
-    from engine.search import load_search_config, run_search
+    from engine.config import load_search_config
+    from engine.search import run_search
     from experiments.smoke_pool import build_smoke_pool
 
     root = tmp_path_factory.mktemp("smoke_search")

@@ -62,7 +62,7 @@ def test_readme_llm_app_example_refuses_and_passes_through(in_guard_dir):
 
 def test_load_guard_opens_onnx_dirs_too(in_guard_dir, tmp_path):
     from uniguard import load_guard
-    from trainers.onnx_export import OnnxGuard, export_onnx
+    from trainers.onnx import OnnxGuard, export_onnx
 
     onnx_dir = export_onnx(in_guard_dir, tmp_path / "my-guard-onnx")
     guard = load_guard(onnx_dir, threads=1)
@@ -81,7 +81,7 @@ def test_import_uniguard_stays_light():
 
 def test_load_guard_names_a_missing_directory(tmp_path):
     from uniguard import load_guard
-    from uniguard.errors import UserError
+    from uniguard.core.errors import UserError
 
     with pytest.raises(UserError, match="not found"):
         load_guard(tmp_path / "nope")

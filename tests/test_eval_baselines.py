@@ -11,10 +11,10 @@ from synth.backends import LocalChat
 from synth.policy import load_policy
 from trainers.baselines import LLMJudge, TfidfBaseline, judge_conversation
 from trainers.data import Example
-from trainers.evaluate import evaluate
+from fitness.evaluate import evaluate
 from uniguard.cli import app
-from uniguard.errors import UserError
-from uniguard.io import write_jsonl
+from uniguard.core.errors import UserError
+from uniguard.core.io import write_jsonl
 
 CHAT_TEMPLATE = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}"
 
@@ -47,7 +47,7 @@ def test_tfidf_trains_one_model_per_policy_and_refuses_unknown_policies():
 def tiny_lm_dir(tmp_path_factory):
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from uniguard.assets import default_base_model_dir
+    from uniguard.core.assets import default_base_model_dir
 
     directory = tmp_path_factory.mktemp("tiny_lm")
     tokenizer = AutoTokenizer.from_pretrained(default_base_model_dir())

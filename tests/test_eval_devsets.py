@@ -8,9 +8,9 @@ import sys
 import pytest
 
 from synth.policy import builtin_policy_names
-from trainers.benchmarks import BENCHMARKS, load_benchmark
-from trainers.devsets import DEVSETS, benign_pool, load_devset, presidio_templates
-from uniguard.errors import UserError
+from fitness.benchmarks import BENCHMARKS, load_benchmark
+from fitness.devsets import DEVSETS, benign_pool, load_devset, presidio_templates
+from uniguard.core.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -149,8 +149,8 @@ def test_local_file_errors(tmp_path):
 def test_hub_loading_offline_fails_with_a_clear_message():
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     code = (
-        "from trainers.benchmarks import load_benchmark\n"
-        "from uniguard.errors import UserError\n"
+        "from fitness.benchmarks import load_benchmark\n"
+        "from uniguard.core.errors import UserError\n"
         "try:\n    load_benchmark('deepset_prompt_injections')\n"
         "except UserError as e:\n    print('USERERROR', e)\n"
     )

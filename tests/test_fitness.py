@@ -8,8 +8,10 @@ from engine import Recipe
 from engine.merge import write_merged_model
 from engine.pool import ModelPool
 from fitness.data import EvalSet, Half, PolicyData, build_eval_set
-from fitness.evaluator import Evaluator, FitnessSettings, dominated
-from fitness.racing import FrontPoint, beaten, bootstrap_draws, enough_examples
+from engine.front import is_dominated
+from engine.worker import RecipeScorer
+from fitness.evaluator import FitnessSettings
+from fitness.racing import Rival, beaten, bootstrap_draws, enough_examples
 from fitness.registry import get_metric
 from synth.policy import load_policy
 from trainers.data import Example
@@ -43,7 +45,7 @@ def test_halves_are_disjoint_stratified_and_prefixes_stay_stratified(setup):
 
 def test_evaluation_reads_quality_size_and_latency(setup, tmp_path):
     pool, tokenizer, eval_set = setup
-    evaluator = Evaluator(pool, eval_set, tokenizer, FitnessSettings(racing=(0.5, 1.0), latency_repeats=2))
+    evaluator = RecipeScorer(pool, eval_set, tokenizer, FitnessSettings(racing=(0.5, 1.0), latency_repeats=2))
     recipe = Recipe(operator="ties", weights=[1, 1, 1], density=0.5, layers=(1,), dtype="float16")
     result = evaluator.evaluate(recipe)
     assert 0.0 <= result.f1 <= 1.0 and set(result.per_policy) == {"violence_weapons", "prompt_injection"}
@@ -57,7 +59,7 @@ def test_racing_stops_candidates_the_front_dominates_and_saves_forwards(setup):
     pool, tokenizer, eval_set = setup
     # tiny data, so a looser bound: this tests the mechanics; the bound's tests are below
     settings = FitnessSettings(racing=(0.25, 0.5, 1.0), latency_repeats=1, race_min_examples=2, race_z=2.0)
-    evaluator = Evaluator(pool, eval_set, tokenizer, settings)
+    evaluator = RecipeScorer(pool, eval_set, tokenizer, settings)
     unbeatable = [(1.0, 1, 0.0)]  # F1 1 at 1 byte and no latency
     result = evaluator.evaluate(Recipe(operator="linear", weights=[1, 0, 0]), unbeatable)
     assert result.raced_out and result.fraction == 0.25
@@ -66,14 +68,14 @@ def test_racing_stops_candidates_the_front_dominates_and_saves_forwards(setup):
 
 def test_dominance():
     front = [(0.8, 100, 1.0)]
-    assert dominated(0.7, 100, 1.0, front)
-    assert not dominated(0.8, 100, 1.0, front)  # equal is not dominated
-    assert not dominated(0.7, 50, 1.0, front)  # smaller
+    assert is_dominated((0.7, 100, 1.0), front)
+    assert not is_dominated((0.8, 100, 1.0), front)  # equal is not dominated
+    assert not is_dominated((0.7, 50, 1.0), front)  # smaller
 
 
 def test_complete_evaluations_carry_scores_outside_the_journal_and_reuse_a_known_latency(setup):
     pool, tokenizer, eval_set = setup
-    evaluator = Evaluator(pool, eval_set, tokenizer, FitnessSettings(racing=(1.0,), latency_repeats=1))
+    evaluator = RecipeScorer(pool, eval_set, tokenizer, FitnessSettings(racing=(1.0,), latency_repeats=1))
     recipe = Recipe(operator="linear", weights=[1, 1, 0], layers=(0,))
     result = evaluator.evaluate(recipe, latencies={"1xfloat32": 123.0})
     assert result.shape == "1xfloat32" and result.latency_ms == 123.0  # measured by another worker first
@@ -120,10 +122,10 @@ def test_paired_racing_stops_a_merge_that_errs_where_the_front_point_does_and_mo
     full = get_metric("guard_f1")
     rival_f1 = float(np.mean([full(p.calibration.labels, c, p.scoring.labels, s).value
                               for p, (c, s) in zip(eval_set.policies, theirs)]))
-    assert _race(eval_set, 0.5, mine, [FrontPoint(rival_f1, 100, 1.0, theirs)])  # paired: stopped at half the data
-    assert _race(eval_set, 0.5, mine, [FrontPoint(rival_f1, 100, 1.0)])  # unpaired (journal replay) as well
-    assert not _race(eval_set, 0.5, theirs, [FrontPoint(rival_f1, 100, 1.0, theirs)])  # equal is never beaten
-    assert not _race(eval_set, 0.5, mine, [FrontPoint(rival_f1, 101, 1.0, theirs)])  # a larger point cannot beat it
+    assert _race(eval_set, 0.5, mine, [Rival(rival_f1, 100, 1.0, theirs)])  # paired: stopped at half the data
+    assert _race(eval_set, 0.5, mine, [Rival(rival_f1, 100, 1.0)])  # unpaired (journal replay) as well
+    assert not _race(eval_set, 0.5, theirs, [Rival(rival_f1, 100, 1.0, theirs)])  # equal is never beaten
+    assert not _race(eval_set, 0.5, mine, [Rival(rival_f1, 101, 1.0, theirs)])  # a larger point cannot beat it
 
 
 def test_racing_rarely_stops_a_candidate_that_is_better_on_the_full_data():
@@ -141,7 +143,7 @@ def test_racing_rarely_stops_a_candidate_that_is_better_on_the_full_data():
             continue  # only candidates that would reach the front count
         trials += 1
         for z in stopped:
-            stopped[z] += _race(eval_set, 0.25, mine, [FrontPoint(value(theirs), 100, 1.0, theirs)], replicates=100, z=z)
+            stopped[z] += _race(eval_set, 0.25, mine, [Rival(value(theirs), 100, 1.0, theirs)], replicates=100, z=z)
     assert stopped[2.0] <= 6 and stopped[3.0] <= 1
 
 

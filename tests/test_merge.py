@@ -15,7 +15,7 @@ from engine.merge import merge_state_dict, write_merged_model
 from engine.merge_config import load_merge_config, to_mergekit
 from engine.pool import ModelPool
 from uniguard.cli import app
-from uniguard.errors import UserError
+from uniguard.core.errors import UserError
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,10 @@ from experiments.bench_serve import prompt_injection_devset
 from synth.policy import load_policy
 from test_serve import fit_tiny_guard
 from trainers.guard import Guard
-from trainers.onnx_export import FP32_SCORE_TOLERANCE, OnnxGuard, export_guard, export_onnx, load_guard, quantize_onnx_dir
-from uniguard.errors import UserError
+from engine.export import export_guard
+from trainers.onnx import FP32_SCORE_TOLERANCE, OnnxGuard, export_onnx, quantize_onnx_dir
+from trainers.runtime import load_guard
+from uniguard.core.errors import UserError
 
 INT8_MEAN_SCORE_DIFF = 0.04
 INT8_MAX_SCORE_DIFF = 0.15
@@ -113,7 +115,7 @@ def test_fused_graph_has_fused_ops_and_no_skip_layernorm(dirs):
 
 
 def test_export_keeps_the_unfused_graph_when_fusion_fails(dirs, devset, tmp_path, monkeypatch):
-    import trainers.onnx_export as onnx_export
+    import trainers.onnx as onnx_export
 
     def broken(*_):
         raise RuntimeError("unknown pattern")
@@ -129,7 +131,7 @@ def test_export_keeps_the_unfused_graph_when_fusion_fails(dirs, devset, tmp_path
 def test_onnx_export_dir_is_served(dirs, devset):
     import httpx
 
-    from trainers.serve import ServeSettings, build_app, running_server
+    from uniguard.serving.service import ServeSettings, build_app, running_server
 
     texts = devset[0][:8] + devset[0][-8:]
     with running_server(build_app(ServeSettings(model=str(dirs[2])))) as url:
@@ -164,10 +166,7 @@ def test_export_refuses_bad_requests_with_clear_errors(dirs, tmp_path, monkeypat
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "pareto.json").write_text("[]")
-    import engine
-
-    monkeypatch.delattr(engine, "export_point", raising=False)
-    with pytest.raises(UserError, match="needs engine.export_point"):
+    with pytest.raises(UserError, match="not a uniguard Pareto front"):
         export_guard(run_dir, tmp_path / "f", "onnx", point=0)
 
 

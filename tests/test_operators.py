@@ -10,7 +10,7 @@ import operators
 from operators import registry
 from operators.sparsify import MagnitudeIndex, magnitude_band, magnitude_topk, random_drop, ranked_random_drop
 from operators.task_arithmetic import generalized_task_arithmetic, sparsified
-from uniguard.errors import UserError
+from uniguard.core.errors import UserError
 
 SEEDED = ["dare_linear", "dare_ties", "della", "della_linear"]
 DENSITY_OPS = ["ties", "breadcrumbs", "breadcrumbs_ties", *SEEDED]

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import ray
 
-from engine.search import load_search_config, run_search
+from engine.config import load_search_config
+from engine.search import run_search
 from experiments.smoke_pool import build_smoke_pool
 
 CONFIG = Path(__file__).parents[1] / "experiments" / "configs" / "smoke_search.yaml"
@@ -39,14 +40,14 @@ def test_local_search_writes_front_and_resumes_without_reevaluating(smoke, tmp_p
     run = tmp_path / "run"
     entries = run_search(config, run, budget=10, workers=2, progress=False)
     assert len(entries) == 10 and len(set(_hashes(run))) == 10
-    labels = {e["label"] for e in entries if e["label"]}
+    labels = {e.label for e in entries if e.label}
     assert {"guard_a alone", "uniform average", "TIES defaults"} <= labels  # known-good recipes go first
     by_shape = {}
     for e in entries:
-        by_shape.setdefault(e["shape"], set()).add(e["latency_ms"])
+        by_shape.setdefault(e.shape, set()).add(e.latency_ms)
     assert all(len(v) == 1 for v in by_shape.values())  # the two workers timed the first shape at once
     front = json.loads((run / "pareto.json").read_text())["points"]
-    best_baseline = max(e["f1"] for e in entries if e["label"] and not e["raced_out"])
+    best_baseline = max(e.f1 for e in entries if e.label and not e.raced_out)
     assert max(p["f1"] for p in front) >= best_baseline
     assert (run / "pareto.png").stat().st_size > 10_000 and (run / "pareto.html").is_file()
     again = run_search(config, run, budget=10, workers=2, progress=False)  # same command: nothing new to do

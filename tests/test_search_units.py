@@ -9,11 +9,14 @@ import yaml
 import operators
 from engine import Recipe
 from engine.journal import Journal
-from engine.pareto import hypervolume, pareto_front
-from engine.search import SearchConfig, known_good_recipes, load_search_config
+from engine.config import SearchConfig, load_search_config
+from engine.front import hypervolume, pareto_front
+from engine.journal import JournalEntry
+from engine.rundir import RunDir
+from engine.search import known_good_recipes
 from engine.space import SearchSpace, SpaceConfig
 from engine.strategies import StrategyConfig, make_strategy
-from uniguard.errors import UserError
+from uniguard.core.errors import UserError
 
 
 def test_space_is_derived_from_the_operator_registry():
@@ -86,19 +89,38 @@ def test_meta_optimizers_and_unknown_strategies_are_refused():
         make_strategy(StrategyConfig(name="Evolve"), space, 10, 1)
 
 
+def _entry(h, f1, size, latency, raced=False, **extra) -> JournalEntry:
+    return JournalEntry(hash=h, recipe={}, f1=f1, size_bytes=size, latency_ms=latency, raced_out=raced, **extra)
+
+
 def test_journal_tolerates_a_torn_last_line_and_deduplicates(tmp_path):
     path = tmp_path / "journal.jsonl"
-    rows = [{"hash": "a", "f1": 0.5}, {"hash": "b", "f1": 0.6}, {"hash": "a", "f1": 0.9}]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"hash": "c", "f1"')
-    journal = Journal(path)
-    assert len(journal) == 2 and journal.get("a")["f1"] == 0.5
-    journal.append({"hash": "d", "f1": 0.7})
+    rows = [_entry("a", 0.5, 1, 1.0), _entry("b", 0.6, 1, 1.0), _entry("a", 0.9, 1, 1.0)]
+    torn = "".join(json.dumps(r.model_dump()) + "\n" for r in rows) + '{"hash": "c", "f1"'
+    path.write_text(torn)
+    assert len(Journal(path)) == 2 and path.read_text() == torn  # a reader never rewrites the file
+    journal = Journal(path, writable=True)
+    assert len(journal) == 2 and journal.get("a").f1 == 0.5
+    journal.append(_entry("d", 0.7, 1, 1.0))
     assert [json.loads(line)["hash"] for line in path.read_text().splitlines()] == ["a", "b", "a", "d"]
     assert len(Journal(path)) == 3
 
 
-def _entry(h, f1, size, latency, raced=False):
-    return {"hash": h, "f1": f1, "size_bytes": size, "latency_ms": latency, "raced_out": raced}
+def test_a_journal_row_missing_a_field_names_the_file_and_entry(tmp_path):
+    path = tmp_path / "journal.jsonl"
+    path.write_text(json.dumps(_entry("a", 0.5, 1, 1.0).model_dump()) + "\n" + json.dumps({"hash": "b", "f1": 0.3}) + "\n")
+    with pytest.raises(UserError, match=r"(?s)journal\.jsonl: entry 2 is not a journal entry.*size_bytes"):
+        Journal(path)
+
+
+def test_one_writer_per_run_directory(tmp_path):
+    run = RunDir(tmp_path)
+    with run.writer_lock():
+        with pytest.raises(UserError, match="another `uniguard search` is writing"):
+            with RunDir(tmp_path).writer_lock():
+                pass
+    with run.writer_lock():  # released when the first writer ends
+        pass
 
 
 def test_pareto_front_keeps_non_dominated_complete_entries():
@@ -109,7 +131,7 @@ def test_pareto_front_keeps_non_dominated_complete_entries():
         _entry("raced", 0.99, 10, 0.1, raced=True),  # partial F1 is never on the front
         _entry("fast", 0.6, 100, 0.5),
     ]
-    assert [e["hash"] for e in pareto_front(entries)] == ["small_ok", "fast", "big_best"]
+    assert [e.hash for e in pareto_front(entries)] == ["small_ok", "fast", "big_best"]
 
 
 def test_hypervolume_by_hand():
@@ -155,8 +177,8 @@ def test_known_good_recipes_go_strongest_first():
 def test_one_latency_per_shape_and_scores_held_only_for_the_front(tmp_path):
     from engine.search import _keep_front_scores, _latencies, _shape_latency
 
-    entries = [{**_entry("a", 0.9, 100, 2.0), "shape": "6xfloat32"}, {**_entry("b", 0.5, 100, 1.5), "shape": "6xfloat32"},
-               {**_entry("c", 0.7, 50, 1.0), "shape": "3xfloat32"}, _entry("old", 0.1, 10, 9.0)]  # journal without shapes
+    entries = [_entry("a", 0.9, 100, 2.0, shape="6xfloat32"), _entry("b", 0.5, 100, 1.5, shape="6xfloat32"),
+               _entry("c", 0.7, 50, 1.0, shape="3xfloat32"), _entry("old", 0.1, 10, 9.0)]  # journal without shapes
     assert _latencies(entries) == {"6xfloat32": 2.0, "3xfloat32": 1.0}  # the first one journaled wins
     late = {"f1": 0.6, "size_bytes": 100, "latency_ms": 1.9, "shape": "6xfloat32", "timings": {"merge_s": 0.1}}
     assert _shape_latency(late, entries) == {**late, "latency_ms": 2.0, "timings": {"merge_s": 0.1, "measured_latency_ms": 1.9}}
@@ -166,8 +188,8 @@ def test_one_latency_per_shape_and_scores_held_only_for_the_front(tmp_path):
     scores = {}
     for e in entries[:2]:
         journal.append(e)
-        _keep_front_scores(scores, e["hash"], f"scores of {e['hash']}", journal)
-    journal.append({**_entry("d", 0.95, 100, 2.0)})
+        _keep_front_scores(scores, e.hash, f"scores of {e.hash}", journal)
+    journal.append(_entry("d", 0.95, 100, 2.0))
     _keep_front_scores(scores, "d", None, journal)  # a raced-out or replayed point brings no scores
     assert scores == {"b": "scores of b"}  # a left the front (d beats it); b is faster, still on it
 
@@ -191,7 +213,7 @@ def test_search_scores_at_the_guards_own_token_limit_by_default(tmp_path):
         meta_file = pool_dir / name / "uniguard.json"
         meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "max_length": 4096}))
     setup = _prepare(config)
-    assert guards_max_length(setup["pool"]) == TINY_MAX_LENGTH  # capped at the tiny model's positions
+    assert guards_max_length(setup.pool) == TINY_MAX_LENGTH  # capped at the tiny model's positions
     assert max(_pair_lengths(setup)) > 100  # long pairs stay whole at 128
 
     meta_file = pool_dir / "guard_b" / "uniguard.json"
@@ -200,18 +222,16 @@ def test_search_scores_at_the_guards_own_token_limit_by_default(tmp_path):
 
 
 def _pair_lengths(setup) -> list[int]:
-    return [len(ids) for p in setup["eval_set"].policies for half in (p.calibration, p.scoring) for ids in half.features["input_ids"]]
+    return [len(ids) for p in setup.eval_set.policies for half in (p.calibration, p.scoring) for ids in half.features["input_ids"]]
 
 
 def test_a_run_pinned_before_a_setting_existed_still_resumes(tmp_path):
     """Pinned configs compare as configs: a field added later takes its default; a real change is refused."""
-    from engine.search import _pin_config
-
     config = SearchConfig.model_validate({"pool": {"base": "b", "candidates": ["a"]}, "data": {"validation": "v.jsonl"}})
     old = config.model_dump(mode="json")
     del old["fitness"]["race_z"]  # as pinned by a uniguard without that setting
     (tmp_path / "search.yaml").write_text(yaml.safe_dump(old))
-    _pin_config(tmp_path, config)  # resumes
+    RunDir(tmp_path).pin(config)  # resumes
     changed = config.model_copy(update={"fitness": config.fitness.model_copy(update={"race_z": 2.0})})
     with pytest.raises(UserError, match="different config"):
-        _pin_config(tmp_path, changed)
+        RunDir(tmp_path).pin(changed)

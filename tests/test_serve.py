@@ -18,7 +18,7 @@ import pytest
 from experiments.smoke_pool import save_tiny_guard, tiny_classifier
 from synth.policy import Policy, load_policy
 from trainers.guard import Guard
-from trainers.serve import ServeSettings, build_app, running_server
+from uniguard.serving.service import ServeSettings, build_app, running_server
 
 TEXTS = [
     "What is the capital of France?",
@@ -43,7 +43,7 @@ def fit_tiny_guard(path, texts, labels, policies=("prompt_injection",), steps=40
     import torch
     from transformers import AutoTokenizer
 
-    from uniguard.assets import default_base_model_dir
+    from uniguard.core.assets import default_base_model_dir
 
     model = tiny_classifier(seed).train()
     tokenizer = AutoTokenizer.from_pretrained(default_base_model_dir())

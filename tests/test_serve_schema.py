@@ -13,7 +13,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from experiments.smoke_pool import save_tiny_guard, tiny_classifier
-from trainers.serve import ServeSettings, build_app, running_server
+from uniguard.serving.service import ServeSettings, build_app, running_server
 
 
 @pytest.fixture(scope="module")

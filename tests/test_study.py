@@ -10,7 +10,7 @@ import yaml
 
 from experiments.smoke_pool import save_tiny_guard, tiny_classifier
 from experiments.study import StudyConfig, load_study_config, q3, run_study
-from uniguard.errors import UserError
+from uniguard.core.errors import UserError
 
 
 def test_config_rejects_held_out_policies_outside_the_study_or_all_of_them(tmp_path):

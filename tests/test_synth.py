@@ -17,8 +17,8 @@ from synth.reflection import reflect
 from synth.samples import DEFAULT_KIND_SHARES, KINDS, UNSAFE, Sample
 from synth.splits import behaviour_split, parse_fractions, stratified_split
 from synth.templates import first_person, obfuscate, template_samples
-from uniguard.errors import UserError
-from uniguard.io import read_jsonl
+from uniguard.core.errors import UserError
+from uniguard.core.io import read_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
 

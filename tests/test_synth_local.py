@@ -9,7 +9,7 @@ import torch
 from synth.backends import LocalChat, Sampling
 from synth.generate import BackendSpec, SynthSettings, run_synthesis
 from synth.policy import load_policy
-from uniguard.io import read_jsonl
+from uniguard.core.io import read_jsonl
 
 CHAT_TEMPLATE = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}"
 
@@ -18,7 +18,7 @@ CHAT_TEMPLATE = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{%
 def tiny_lm_dir(tmp_path_factory):
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from uniguard.assets import default_base_model_dir
+    from uniguard.core.assets import default_base_model_dir
 
     directory = tmp_path_factory.mktemp("tiny_lm")
     tokenizer = AutoTokenizer.from_pretrained(default_base_model_dir())

@@ -14,8 +14,8 @@ import pytest
 from synth.backends import OpenAIChat, Sampling
 from synth.generate import BackendSpec, SynthSettings, run_synthesis
 from synth.policy import load_policy
-from uniguard.errors import UserError
-from uniguard.io import read_jsonl
+from uniguard.core.errors import UserError
+from uniguard.core.io import read_jsonl
 
 
 class FakeChatServer:

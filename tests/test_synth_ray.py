@@ -6,7 +6,7 @@ import pytest
 
 from synth.generate import BackendSpec, SynthSettings, run_synthesis
 from synth.policy import load_policy
-from uniguard.io import read_jsonl
+from uniguard.core.io import read_jsonl
 
 
 @pytest.mark.integration

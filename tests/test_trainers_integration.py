@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from trainers.baselines import TfidfBaseline
 from trainers.data import load_splits, only_policies, resolve_policies
-from trainers.evaluate import evaluate
+from fitness.evaluate import evaluate
 from trainers.guard import Guard
 from trainers.training import make_config, train_guard
 from uniguard.cli import app

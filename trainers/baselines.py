@@ -50,7 +50,7 @@ class TfidfBaseline:
 
     def score(self, texts: Sequence[str], policy: Policy) -> np.ndarray:
         if policy.name not in self.models:
-            from uniguard.errors import UserError
+            from uniguard.core.errors import UserError
 
             raise UserError(f"TF-IDF baseline: no training rows for policy {policy.name!r}; it was trained on {', '.join(self.models)}")
         return self.models[policy.name].predict_proba(list(texts))[:, 1]

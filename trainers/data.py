@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from synth.policy import Policy, load_policy
-from uniguard.errors import UserError
-from uniguard.io import iter_jsonl
+from uniguard.core.errors import UserError
+from uniguard.core.io import iter_jsonl
 
 SPLITS = ("train", "validation", "test")
 

@@ -18,8 +18,8 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from synth.policy import Policy, load_policy
-from uniguard.errors import UserError
-from uniguard.io import write_json
+from uniguard.core.errors import UserError
+from uniguard.core.io import write_json
 
 GUARD_META_FILE = "uniguard.json"
 DEFAULT_MAX_LENGTH = 256
@@ -110,7 +110,15 @@ class Guard:
         texts = list(texts)
         if not texts:
             return np.zeros(0, dtype=np.float32)
-        return score_token_ids(self.model, self.tokenizer, self.encode(texts, policy), batch_size)
+        return self.score_features(self.encode(texts, policy), batch_size)
+
+    def score_features(self, features: dict[str, list[list[int]]], batch_size: int = 64) -> np.ndarray:
+        """P(violation) for pre-tokenised features (see `score_batches`)."""
+        return score_batches(self.tokenizer, features, batch_size, self.violation_probs)
+
+    def violation_probs(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        """P(violation) for one padded batch; the one method a runtime (PyTorch, ONNX) provides."""
+        return torch_violation_probs(self.model, batch)
 
     def check(self, texts: Sequence[str] | str, policy: Policy | str) -> list[Verdict]:
         policy = load_policy(policy) if isinstance(policy, str) else policy
@@ -209,17 +217,28 @@ def _private_backend(tokenizer: PreTrainedTokenizerBase):
     return private
 
 
-def score_token_ids(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, features: dict[str, list[list[int]]], batch_size: int = 64
+def score_batches(
+    tokenizer: PreTrainedTokenizerBase, features: dict[str, list[list[int]]], batch_size: int, probs_of
 ) -> np.ndarray:
-    """P(label 1) for pre-tokenised features; batches are length-sorted and padded per batch."""
+    """The one scoring loop of every runtime: length-sorted batches padded per batch, scored by
+    `probs_of(padded numpy batch)`, returned in input order."""
     lengths = [len(ids) for ids in features["input_ids"]]
     order = np.argsort(lengths, kind="stable")
     scores = np.empty(len(lengths), dtype=np.float32)
-    with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            batch = tokenizer.pad({k: [v[i] for i in idx] for k, v in features.items()}, return_tensors="pt")
-            logits = model(**batch).logits
-            scores[idx] = torch.softmax(logits.float(), dim=-1)[:, 1].numpy()
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        scores[idx] = probs_of(tokenizer.pad({k: [v[i] for i in idx] for k, v in features.items()}, return_tensors="np"))
     return scores
+
+
+def torch_violation_probs(model: PreTrainedModel, batch) -> np.ndarray:
+    with torch.inference_mode():
+        logits = model(**{k: torch.as_tensor(v) for k, v in batch.items()}).logits
+    return torch.softmax(logits.float(), dim=-1)[:, 1].numpy()
+
+
+def score_token_ids(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, features: dict[str, list[list[int]]], batch_size: int = 64
+) -> np.ndarray:
+    """P(label 1) of a bare PyTorch classifier (training, fitness) for pre-tokenised features."""
+    return score_batches(tokenizer, features, batch_size, lambda batch: torch_violation_probs(model, batch))

@@ -32,9 +32,9 @@ from trainers.data import Example, check_both_classes, policy_names
 from trainers.guard import GUARD_META_FILE, Guard, check_instruction_fits, score_token_ids
 from trainers.losses import MaskedLMHead, adversarial_loss, classification_loss, masked_lm_loss
 from trainers.metrics import THRESHOLD_RULES, best_threshold, evaluate_scores, macro_average
-from uniguard.assets import resolve_model
-from uniguard.errors import UserError, format_validation_error
-from uniguard.io import write_json
+from uniguard.core.assets import resolve_model
+from uniguard.core.errors import UserError, format_validation_error
+from uniguard.core.io import write_json
 
 CHECKPOINT_DIR = "checkpoint"
 # The policy instruction is never truncated and takes 41-83 tokens for the built-in policies (MiniLM's

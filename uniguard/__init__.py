@@ -18,6 +18,6 @@ def load_guard(path, threads=None):
     `verdict.violates` is the decision, `verdict.score` P(violation). Imported lazily so that
     `import uniguard` (and `uniguard --help`) stays fast.
     """
-    from trainers.onnx_export import load_guard as _load_guard
+    from trainers.runtime import load_guard as _load_guard
 
     return _load_guard(path, threads=threads)

@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from uniguard.errors import UserError
+from uniguard.core.errors import UserError
 
 
 class ExportFormat(str, Enum):
@@ -46,7 +46,7 @@ def serve(
     replicas: int = typer.Option(1, help="Ray Serve replicas (only with --address)."),
 ) -> None:
     """Serve a guard over HTTP: GET /healthz, POST /v1/check, OpenAPI schema at /docs and /openapi.json."""
-    from trainers.serve import ServeSettings, serve as run_uvicorn, serve_on_ray
+    from uniguard.serving.service import ServeSettings, serve as run_uvicorn, serve_on_ray
 
     if replicas < 1:
         raise UserError(f"--replicas must be at least 1, got {replicas}")
@@ -72,20 +72,23 @@ def export(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Export a guard (or a Pareto point of a search run) as a Hugging Face or ONNX guard directory."""
-    from engine.variants import add_variant, check_variant_export, front_point
-    from trainers.onnx_export import directory_bytes, export_guard
+    from engine.export import export_guard
+    from engine.rundir import RunDir
+    from engine.variants import add_variant, check_variant_export
+    from trainers.onnx import directory_bytes
 
-    from_run = point is not None and (source / "pareto.json").is_file()
+    run = RunDir(source)
+    from_run = point is not None and run.front_file.is_file()
     if add_to_front and not (from_run and (format.value, quantize.value) == ("onnx", "int8")):
         raise UserError("--add-to-front: needs a search run directory as SOURCE, --point K, --format onnx and --quantize int8")
     if from_run:
-        check_variant_export(source, point, format.value, quantize.value)
+        check_variant_export(run, point, format.value, quantize.value)
     written = export_guard(source, out, format.value, quantize.value, point)
     result = {"out": str(written), "format": format.value, "quantize": quantize.value, "size_bytes": directory_bytes(written),
               "files": sorted(p.name for p in written.iterdir())}
     if add_to_front:
-        entry = add_variant(source, front_point(source, point), written)
-        result["front"] = {k: entry[k] for k in ("hash", "f1", "size_bytes", "latency_ms")}
+        entry = add_variant(run, run.point(point), written)
+        result["front"] = entry.model_dump(include={"hash", "f1", "size_bytes", "latency_ms"})
     if as_json:
         typer.echo(json.dumps(result))
     else:

@@ -3,7 +3,7 @@
 An ONNX guard directory is a usable guard on its own: `model.onnx` (fp32 or int8), the tokenizer,
 `config.json` and `uniguard.json` (thresholds, max length, plus an `onnx` block saying how the
 file was made). `OnnxGuard` gives it the same `score` / `check` API as `trainers.guard.Guard`, and
-`load_guard` opens either kind of directory.
+`trainers.runtime.load_guard` opens either kind of directory.
 
 The graph comes from `torch.onnx.export` (the torch.export-based exporter) with dynamic batch and
 sequence axes. Every export is checked against the PyTorch model on a padded sample batch before
@@ -27,9 +27,9 @@ import numpy as np
 import torch
 
 from synth.policy import Policy, load_policy
-from trainers.guard import DEFAULT_MAX_LENGTH, GUARD_META_FILE, Guard, encode_pairs, score_token_ids
-from uniguard.errors import UserError
-from uniguard.io import write_json
+from trainers.guard import DEFAULT_MAX_LENGTH, GUARD_META_FILE, Guard, encode_pairs
+from uniguard.core.errors import UserError
+from uniguard.core.io import write_json
 
 ONNX_FILE = "model.onnx"
 OPSET = 18
@@ -44,15 +44,6 @@ SLOW_ORT_FUSIONS = ("SkipLayerNormFusion",)
 
 def is_onnx_guard_dir(path: str | Path) -> bool:
     return (Path(path) / ONNX_FILE).is_file()
-
-
-def load_guard(path: str | Path, threads: int | None = None) -> Guard:
-    """Open a guard directory: a PyTorch (safetensors) guard or an ONNX export of one."""
-    if is_onnx_guard_dir(path):
-        return OnnxGuard.load(path, threads=threads)
-    if threads:
-        torch.set_num_threads(threads)
-    return Guard.load(path)
 
 
 @dataclass
@@ -96,45 +87,14 @@ class OnnxGuard(Guard):
     def quantization(self) -> str:
         return self.meta.get("onnx", {}).get("quantization", "none")
 
-    def score(self, texts: Sequence[str], policy: Policy | str, batch_size: int = 64) -> np.ndarray:
-        policy = load_policy(policy) if isinstance(policy, str) else policy
-        texts = list(texts)
-        if not texts:
-            return np.zeros(0, dtype=np.float32)
-        return self.score_features(self.encode(texts, policy), batch_size)
-
-    def score_features(self, features: dict[str, list[list[int]]], batch_size: int = 64) -> np.ndarray:
-        """P(violation) for pre-tokenised features; length-sorted batches padded per batch, as in Guard."""
-        input_names = [i.name for i in self.session.get_inputs()]
-        lengths = [len(ids) for ids in features["input_ids"]]
-        order = np.argsort(lengths, kind="stable")
-        scores = np.empty(len(lengths), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            batch = self.tokenizer.pad({k: [v[i] for i in idx] for k, v in features.items()}, return_tensors="np")
-            feed = {name: np.asarray(batch[name], dtype=np.int64) for name in input_names}
-            (logits,) = self.session.run(["logits"], feed)
-            scores[idx] = _softmax_violation(logits)
-        return scores
+    def violation_probs(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        feed = {i.name: np.asarray(batch[i.name], dtype=np.int64) for i in self.session.get_inputs()}
+        (logits,) = self.session.run(["logits"], feed)
+        return _softmax_violation(logits)
 
 
-def score_features(guard: Guard, features: dict[str, list[list[int]]], batch_size: int = 64) -> np.ndarray:
-    """Score pre-tokenised features with either kind of guard (used by the server's micro-batcher)."""
-    if isinstance(guard, OnnxGuard):
-        return guard.score_features(features, batch_size)
-    return score_token_ids(guard.model, guard.tokenizer, features, batch_size)
-
-
-def export_guard(source: str | Path, out_dir: str | Path, fmt: str = "hf", quantize: Quantization = "none",
-                 point: int | None = None) -> Path:
-    """`uniguard export`: a guard dir to HF or ONNX, an fp32 ONNX dir to int8, or a search run's Pareto point."""
-    source, out_dir = Path(source), Path(out_dir)
-    if not source.is_dir():
-        raise UserError(f"{source}: directory not found; pass a guard directory, an ONNX guard directory or a search run directory")
-    if (source / "pareto.json").is_file():
-        return _export_search_point(source, out_dir, fmt, quantize, point)
-    if point is not None:
-        raise UserError(f"--point: {source} is a guard directory, not a search run (no pareto.json); drop --point")
+def export_guard_dir(source: Path, out_dir: Path, fmt: str = "hf", quantize: Quantization = "none") -> Path:
+    """A guard directory to HF or ONNX (fp32 or int8), or an fp32 ONNX guard directory to int8."""
     if quantize == "int8" and fmt == "hf":
         raise UserError("--quantize int8 needs --format onnx (int8 weights run on onnxruntime, not in a safetensors guard)")
     if is_onnx_guard_dir(source):
@@ -147,28 +107,6 @@ def export_guard(source: str | Path, out_dir: str | Path, fmt: str = "hf", quant
         guard = Guard.load(source)
         return write_export_dir(out_dir, lambda tmp: (guard.save(tmp), _copy_model_card(source, tmp)))
     return export_onnx(source, out_dir, quantize)
-
-
-def _export_search_point(run_dir: Path, out_dir: Path, fmt: str, quantize: Quantization, point: int | None) -> Path:
-    import engine
-
-    export_point = getattr(engine, "export_point", None)
-    if export_point is None:
-        raise UserError(
-            f"{run_dir}: is a search run directory; exporting its Pareto points needs engine.export_point, which this "
-            "uniguard version does not have yet. Export a guard directory (e.g. one written by `uniguard merge`) instead"
-        )
-    if point is None:
-        raise UserError(f"{run_dir}: is a search run; choose a Pareto point with --point K (see {run_dir / 'pareto.json'})")
-    if quantize == "int8" and fmt == "hf":
-        raise UserError("--quantize int8 needs --format onnx (int8 weights run on onnxruntime, not in a safetensors guard)")
-    if fmt == "hf":
-        return write_export_dir(out_dir, lambda tmp: export_point(run_dir, point, tmp))
-    if out_dir.exists() and any(out_dir.iterdir()):  # refuse before spending a merge on it
-        raise UserError(f"{out_dir}: already exists and is not empty; choose a new --out directory or remove it first")
-    with tempfile.TemporaryDirectory() as tmp:
-        hf_dir = Path(export_point(run_dir, point, Path(tmp) / "hf"))
-        return export_onnx(hf_dir, out_dir, quantize)
 
 
 def export_onnx(source: str | Path, out_dir: str | Path, quantize: Quantization = "none") -> Path:

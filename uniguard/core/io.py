@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from uniguard.errors import UserError
+from uniguard.core.errors import UserError
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

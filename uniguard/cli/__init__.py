@@ -1,7 +1,8 @@
 """The `uniguard` command line.
 
-Each package contributes its commands through `register(app)` in its own `cli.py`, so the command
-for a concept lives next to the concept. User errors (`UserError`) print one clear message and exit
+One module per command group (`uniguard/cli/*.py`), each adding its commands with `register(app)`;
+the commands import the packages they drive inside their bodies, so `uniguard --help` imports no
+model code. User errors (`UserError`) print one clear message and exit
 with status 2; anything else is a bug and keeps its traceback.
 """
 
@@ -19,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from uniguard.errors import UserError
+from uniguard.core.errors import UserError
 
 app = typer.Typer(
     name="uniguard",
@@ -34,17 +35,10 @@ def _root() -> None:
     """Evolutionary model merging for small, fast, accurate guardrail classifiers."""
 
 
-_COMMAND_MODULES = ("operators.cli", "engine.cli", "synth.cli", "trainers.cli", "trainers.deploy_cli", "experiments.cli")
+from uniguard.cli import deploy, guards, ops, pipelines, search, synthesis  # noqa: E402
 
-
-def _register_commands() -> None:
-    import importlib
-
-    for module_name in _COMMAND_MODULES:
-        importlib.import_module(module_name).register(app)
-
-
-_register_commands()
+for _group in (ops, search, synthesis, guards, deploy, pipelines):
+    _group.register(app)
 
 
 def main() -> None:

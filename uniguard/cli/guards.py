@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from uniguard.errors import UserError
+from uniguard.core.errors import UserError
 
 
 class ThresholdRule(str, Enum):  # trainers.metrics.THRESHOLD_RULES
@@ -106,7 +106,7 @@ def eval_command(
     """F1, precision, recall, FPR, AUPRC, recall at 1% FPR and confusion counts, per policy and macro."""
     from synth.policy import load_policies
     from trainers.data import load_rows, only_policies, policy_names, resolve_policies
-    from trainers.evaluate import evaluate
+    from fitness.evaluate import evaluate
     from trainers.guard import Guard
 
     examples = load_rows(data)
@@ -242,8 +242,8 @@ devset_app = typer.Typer(help="Real development sets (offline, from installed wh
 @devset_app.command("list")
 def devset_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """The offline dev sets (policy, what is in them) and the hub benchmark loaders."""
-    from trainers.benchmarks import BENCHMARKS
-    from trainers.devsets import DEVSETS
+    from fitness.benchmarks import BENCHMARKS
+    from fitness.devsets import DEVSETS
 
     listing = {
         "devsets": {n: {"policy": d.policy, "description": d.description} for n, d in sorted(DEVSETS.items())},
@@ -273,8 +273,8 @@ def devset_export(
     seed: int = typer.Option(0, help="Seed for the sampled parts and the faker-filled templates."),
 ) -> None:
     """Write offline dev sets as JSON Lines for `uniguard eval --data`."""
-    from trainers.devsets import devset_names, load_devset
-    from uniguard.io import write_jsonl
+    from fitness.devsets import devset_names, load_devset
+    from uniguard.core.io import write_jsonl
 
     chosen = devset_names() if names == ["all"] else names
     rows = [row for name in chosen for row in load_devset(name, seed)]
@@ -290,8 +290,8 @@ def devset_hub(
     split: Optional[str] = typer.Option(None, help="Hub split(s), `+`-joined (default: the benchmark's evaluation split)."),
 ) -> None:
     """Convert a public hub benchmark to uniguard rows mapped to the built-in policies."""
-    from trainers.benchmarks import load_benchmark
-    from uniguard.io import write_jsonl
+    from fitness.benchmarks import load_benchmark
+    from uniguard.core.io import write_jsonl
 
     rows = load_benchmark(name, data_files=data_files, split=split)
     write_jsonl(out, rows)
@@ -313,7 +313,7 @@ def _report_baseline(scorer, files: List[Path], name: str, as_json: bool, limit:
     import random
 
     from trainers.data import load_rows, policy_names, resolve_policies
-    from trainers.evaluate import evaluate
+    from fitness.evaluate import evaluate
 
     results = {}
     for path in files:

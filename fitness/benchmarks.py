@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
-from uniguard.errors import UserError
+from uniguard.core.errors import UserError
 
 Row = dict
 

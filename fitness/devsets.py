@@ -47,7 +47,7 @@ from datetime import date, datetime
 
 import yaml
 
-from uniguard.errors import UserError
+from uniguard.core.errors import UserError
 
 Row = dict  # {"text", "label", "policy", "source"}
 

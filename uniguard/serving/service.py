@@ -35,8 +35,9 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from synth.policy import Policy, builtin_policy_names, load_policies, load_policy
 from trainers.guard import Guard
-from trainers.onnx_export import OnnxGuard, load_guard, score_features
-from uniguard.errors import UserError
+from trainers.onnx import OnnxGuard
+from trainers.runtime import load_guard
+from uniguard.core.errors import UserError
 
 log = logging.getLogger("uniguard.serve")
 
@@ -159,7 +160,7 @@ class MicroBatcher:
             jobs = await self._collect()
             merged = {k: [row for job in jobs for row in job.features[k]] for k in jobs[0].features}
             try:
-                scores = await loop.run_in_executor(self._executor, score_features, self.guard, merged, self.max_batch)
+                scores = await loop.run_in_executor(self._executor, self.guard.score_features, merged, self.max_batch)
             except Exception as exc:  # a forward failure fails these requests, never the server
                 log.exception("scoring failed")
                 for job in jobs:

@@ -1,4 +1,4 @@
-"""Commands of the engine: `merge`, `search`, `pareto`."""
+"""`uniguard merge`, `uniguard search`, `uniguard pareto`: merging guards and searching merge recipes."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def merge(
     from engine.merge import write_merged_model
     from engine.merge_config import load_merge_config, to_mergekit
     from engine.pool import ModelPool
-    from uniguard.io import atomic_write_text
+    from uniguard.core.io import atomic_write_text
 
     merge_config = load_merge_config(config)
     start = time.perf_counter()
@@ -61,7 +61,8 @@ def search(
     as_json: bool = typer.Option(False, "--json", help="Print the Pareto front as JSON."),
 ) -> None:
     """Search merge recipes with Ray workers; keeps a journal and writes the Pareto front."""
-    from engine.search import load_search_config, run_search
+    from engine.config import load_search_config
+    from engine.search import run_search
 
     entries = run_search(load_search_config(config, pool), out, budget, workers, address, progress=not as_json)
     _print_front(out, entries, as_json)
@@ -72,31 +73,26 @@ def pareto(
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
     """Print a search run's Pareto front and re-plot pareto.png / pareto.html from its journal."""
-    from engine.journal import Journal
-    from engine.pareto import write_front
-    from uniguard.errors import UserError
+    from engine.rundir import RunDir
 
-    journal_file = run_dir / "journal.jsonl"
-    if not journal_file.is_file():
-        raise UserError(f"{run_dir}: no journal.jsonl; is this a search run directory (uniguard search --out)?")
-    entries = Journal(journal_file).entries()
-    write_front(run_dir, entries)
+    run = RunDir(run_dir)
+    entries = run.entries()
+    run.write_front(entries)
     _print_front(run_dir, entries, as_json)
 
 
-def _print_front(run_dir: Path, entries: list[dict], as_json: bool) -> None:
-    from engine.pareto import pareto_front, with_variants
+def _print_front(run_dir: Path, entries: list, as_json: bool) -> None:
+    from engine.front import FrontPoint
+    from engine.rundir import RunDir
 
-    front = pareto_front(with_variants(run_dir, entries))
-    raced = [e for e in entries if e.get("raced_out")]
-    saved = sum(e["full_forwards"] - e["forwards"] for e in entries)
+    run = RunDir(run_dir)
+    front = [FrontPoint.of(k, e) for k, e in enumerate(run.front(entries))]
+    raced = [e for e in entries if e.raced_out]
+    saved = sum(e.full_forwards - e.forwards for e in entries)
     if as_json:
-        typer.echo(json.dumps({"run_dir": str(run_dir), "evaluated": len(entries), "raced_out": len(raced),
-                               "forwards_saved": saved, "points": [
-                                   {"point": k, "hash": e["hash"], "label": e.get("label"), "f1": e["f1"],
-                                    "size_bytes": e["size_bytes"], "latency_ms": e["latency_ms"], "recipe": e["recipe"],
-                                    "format": e.get("format", "hf")}
-                                   for k, e in enumerate(front)]}))
+        typer.echo(json.dumps({"run_dir": str(run_dir), "evaluated": len(entries), "raced_out": len(raced), "forwards_saved": saved,
+                               "points": [{**p.model_dump(include={"point", "hash", "label", "f1", "size_bytes", "latency_ms", "recipe"}),
+                                           "format": p.format or "hf"} for p in front]}))
         return
     from rich.console import Console
     from rich.table import Table
@@ -104,11 +100,9 @@ def _print_front(run_dir: Path, entries: list[dict], as_json: bool) -> None:
     table = Table("point", "F1", "size MB", "ms/example", "operator", "layers", "dtype", "format", "label",
                   title=f"Pareto front of {run_dir} ({len(entries)} evaluated, {len(raced)} raced out, "
                         f"{saved} example-forwards saved by racing)")
-    for k, e in enumerate(front):
-        r = e["recipe"]
-        table.add_row(str(k), f"{e['f1']:.4f}", f"{e['size_bytes'] / 1e6:.2f}", f"{e['latency_ms']:.2f}", r["operator"],
-                      "all" if r["layers"] is None else ",".join(map(str, r["layers"])), r["dtype"], e.get("format", "hf"),
-                      e.get("label") or "")
+    for p in front:
+        r = p.recipe
+        table.add_row(str(p.point), f"{p.f1:.4f}", f"{p.size_bytes / 1e6:.2f}", f"{p.latency_ms:.2f}", r["operator"],
+                      "all" if r["layers"] is None else ",".join(map(str, r["layers"])), r["dtype"], p.format or "hf", p.label or "")
     Console().print(table)
-    typer.echo(f"plots: {run_dir / 'pareto.png'}, {run_dir / 'pareto.html'}; export a point with "
-               f"`uniguard export {run_dir} --point K --out DIR`")
+    typer.echo(f"plots: {run.png}, {run.html}; export a point with `uniguard export {run_dir} --point K --out DIR`")

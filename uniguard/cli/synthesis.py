@@ -37,7 +37,7 @@ def synth(
     from synth.generate import BackendSpec, SynthSettings, run_synthesis
     from synth.policy import load_policies
     from synth.splits import parse_fractions
-    from uniguard.errors import UserError
+    from uniguard.core.errors import UserError
 
     if backend not in ("local", "openai", "template"):
         raise UserError(f"--backend {backend!r}: choose local, openai or template")

@@ -1,0 +1,3 @@
+from uniguard.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""`uniguard serve`: the HTTP guard service (FastAPI + uvicorn, or Ray Serve replicas)."""
