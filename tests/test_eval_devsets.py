@@ -160,7 +160,7 @@ def test_hub_loading_offline_fails_with_a_clear_message():
 
 
 def test_every_benchmark_maps_only_to_builtin_policies():
-    from trainers import benchmarks
+    from fitness import benchmarks
 
     mapped = set()
     for table in (benchmarks._OPENAI_MODERATION, benchmarks._AEGIS, benchmarks._BEAVERTAILS, benchmarks._WILDGUARD, benchmarks._JBB):

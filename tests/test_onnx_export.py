@@ -131,7 +131,8 @@ def test_export_keeps_the_unfused_graph_when_fusion_fails(dirs, devset, tmp_path
 def test_onnx_export_dir_is_served(dirs, devset):
     import httpx
 
-    from uniguard.serving.service import ServeSettings, build_app, running_server
+    from uniguard.serving.run import build_app, running_server
+from uniguard.serving.service import ServeSettings
 
     texts = devset[0][:8] + devset[0][-8:]
     with running_server(build_app(ServeSettings(model=str(dirs[2])))) as url:

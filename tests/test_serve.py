@@ -18,7 +18,8 @@ import pytest
 from experiments.smoke_pool import save_tiny_guard, tiny_classifier
 from synth.policy import Policy, load_policy
 from trainers.guard import Guard
-from uniguard.serving.service import ServeSettings, build_app, running_server
+from uniguard.serving.run import build_app, running_server
+from uniguard.serving.service import ServeSettings
 
 TEXTS = [
     "What is the capital of France?",
@@ -282,3 +283,23 @@ def test_cli_serve_rejects_a_missing_model(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main()
     assert exit_info.value.code == 2 and "directory not found" in capsys.readouterr().err
+
+
+def test_slow_half_open_connections_are_closed_and_do_not_lock_requests_out(guard_dir):
+    """Slowloris: connections that never finish their headers are closed after the read timeout, and
+    a normal request still gets an answer while they hang."""
+    settings = ServeSettings(model=str(guard_dir), policies=("prompt_injection",), read_timeout_s=0.5, max_connections=16)
+    with running_server(build_app(settings), settings=settings) as url:
+        host, port = url.removeprefix("http://").split(":")
+        slow = []
+        for _ in range(12):
+            s = socket.create_connection((host, int(port)))
+            s.sendall(b"POST /v1/check HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+            slow.append(s)
+        time.sleep(1.5)
+        for s in slow:
+            s.settimeout(2)
+            assert s.recv(1024) == b""  # closed by the server
+            s.close()
+        response = httpx.post(f"{url}/v1/check", json={"texts": ["hello"]}, timeout=10)
+        assert response.status_code == 200

@@ -10,7 +10,8 @@ import pytest
 
 from experiments.smoke_pool import save_tiny_guard, tiny_classifier
 from trainers.guard import Guard
-from uniguard.serving.service import ServeSettings, start_on_ray
+from uniguard.serving.ray_serve import start_on_ray
+from uniguard.serving.service import ServeSettings
 
 pytestmark = pytest.mark.integration  # starts a Ray cluster and Serve controller: tens of seconds
 

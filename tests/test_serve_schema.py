@@ -13,7 +13,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from experiments.smoke_pool import save_tiny_guard, tiny_classifier
-from uniguard.serving.service import ServeSettings, build_app, running_server
+from uniguard.serving.run import build_app, running_server
+from uniguard.serving.service import ServeSettings
 
 
 @pytest.fixture(scope="module")

@@ -42,18 +42,22 @@ def serve(
     max_policies: int = typer.Option(8, help="Most policies per request (413 above)."),
     max_body_bytes: int = typer.Option(1 << 20, help="Largest request body in bytes (413 above)."),
     threads: Optional[int] = typer.Option(None, help="Intra-op threads for the forward pass (default: the runtime's choice)."),
+    read_timeout_s: float = typer.Option(10.0, help="Seconds a client has to send a request's headers and body; slower connections are closed."),
+    max_connections: int = typer.Option(512, help="Most concurrent connections and requests (503 above)."),
     address: Optional[str] = typer.Option(None, help="Ray cluster address ('auto', ray://host:port, or 'local'): serve with Ray Serve replicas."),
     replicas: int = typer.Option(1, help="Ray Serve replicas (only with --address)."),
 ) -> None:
     """Serve a guard over HTTP: GET /healthz, POST /v1/check, OpenAPI schema at /docs and /openapi.json."""
-    from uniguard.serving.service import ServeSettings, serve as run_uvicorn, serve_on_ray
+    from uniguard.serving.ray_serve import serve_on_ray
+    from uniguard.serving.run import serve as run_uvicorn
+    from uniguard.serving.service import ServeSettings
 
     if replicas < 1:
         raise UserError(f"--replicas must be at least 1, got {replicas}")
     settings = ServeSettings(
         model=str(model), policies=tuple(policy), host=host, port=port, max_batch=max_batch, max_wait_ms=max_wait_ms,
         max_texts=max_texts, max_text_chars=max_text_chars, max_policies=max_policies, max_body_bytes=max_body_bytes,
-        threads=threads,
+        threads=threads, read_timeout_s=read_timeout_s, max_connections=max_connections,
     )
     if address:
         serve_on_ray(settings, address, replicas)

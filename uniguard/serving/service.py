@@ -1,4 +1,4 @@
-"""The guard HTTP server: FastAPI app, server-side micro-batching, request limits, Ray Serve replicas.
+"""The guard HTTP service: settings, the request handler and the FastAPI app.
 
 `POST /v1/check` scores every (text, policy) pair of a request. Pairs from concurrent requests are
 queued and scored together by one worker: each batch takes what queued while the previous one ran
@@ -18,28 +18,21 @@ make the server read its disk.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
-import logging
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Annotated, Union
+from dataclasses import dataclass
 
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from synth.policy import Policy, builtin_policy_names, load_policies, load_policy
 from trainers.guard import Guard
 from trainers.onnx import OnnxGuard
-from trainers.runtime import load_guard
 from uniguard.core.errors import UserError
-
-log = logging.getLogger("uniguard.serve")
+from uniguard.serving.batcher import MicroBatcher, ServerBusy
+from uniguard.serving.limits import BodySizeLimit, LimitExceeded
+from uniguard.serving.schema import CheckRequest, CheckResponse, ErrorBody, Health, PolicyVerdict, TextResult
 
 
 @dataclass(frozen=True)
@@ -56,213 +49,8 @@ class ServeSettings:
     max_body_bytes: int = 1 << 20
     max_pending: int = 4096  # queued pairs before the server answers 503
     threads: int | None = None  # intra-op threads for the forward pass (None: the runtime's default)
-
-
-# ---- request and response schema -------------------------------------------------------------
-
-def _policy_ref_kind(value) -> str:
-    return "name" if isinstance(value, str) else "inline"
-
-
-# a tagged union, so a bad inline policy is reported as `policies.0.inline.<field>` rather than as two failed guesses
-PolicyRef = Annotated[
-    Union[
-        Annotated[str, Field(min_length=1, max_length=200, description="a built-in or server-loaded policy name"), Tag("name")],
-        Annotated[Policy, Tag("inline")],
-    ],
-    Discriminator(_policy_ref_kind),
-]
-
-
-class CheckRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    texts: list[str] = Field(description="texts to check (each is paired with every policy)")
-    policies: list[PolicyRef] = Field(
-        default_factory=list, description="policy names or inline policy objects; empty means the server's default policies"
-    )
-
-
-class PolicyVerdict(BaseModel):
-    policy: str
-    score: float = Field(description="P(violation)")
-    violates: bool
-    threshold: float
-
-
-class TextResult(BaseModel):
-    index: int = Field(description="position of the text in the request")
-    verdicts: list[PolicyVerdict]
-
-
-class CheckResponse(BaseModel):
-    results: list[TextResult]
-    model: str
-
-
-class Health(BaseModel):
-    status: str
-    model: str
-    format: str
-    default_policies: list[str]
-    batches_run: int = Field(description="forward passes run so far; fewer than requests means requests were batched together")
-    pairs_scored: int
-
-
-class ErrorBody(BaseModel):
-    error: str
-    message: str
-    limit: str | None = None
-
-
-# ---- micro-batching ---------------------------------------------------------------------------
-
-
-@dataclass
-class _Job:
-    features: dict[str, list[list[int]]]
-    future: asyncio.Future
-    size: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.size = len(self.features["input_ids"])
-
-
-class MicroBatcher:
-    """Collects tokenised pairs from concurrent requests and scores them in shared batches."""
-
-    def __init__(self, guard: Guard, max_batch: int, max_wait_ms: float, max_pending: int):
-        self.guard, self.max_batch, self.max_wait, self.max_pending = guard, max_batch, max_wait_ms / 1000, max_pending
-        self._queue: asyncio.Queue[_Job] | None = None
-        self._worker: asyncio.Task | None = None
-        self._pending = 0
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="guard-forward")
-        self.batches_run = 0  # exposed for tests and /healthz: proof that requests were actually batched
-        self.pairs_scored = 0
-
-    def _ensure_started(self) -> asyncio.Queue:
-        # started lazily in the serving loop, so the same app works under uvicorn and Ray Serve
-        if self._worker is None or self._worker.done():
-            self._queue = asyncio.Queue()
-            self._worker = asyncio.get_running_loop().create_task(self._run())
-        return self._queue
-
-    async def score(self, features: dict[str, list[list[int]]]) -> np.ndarray:
-        job = _Job(features, asyncio.get_running_loop().create_future())
-        if self._pending + job.size > self.max_pending:
-            raise ServerBusy(f"{self._pending} pairs are queued (max_pending {self.max_pending}); retry shortly")
-        self._pending += job.size
-        self._ensure_started().put_nowait(job)
-        return await job.future
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            jobs = await self._collect()
-            merged = {k: [row for job in jobs for row in job.features[k]] for k in jobs[0].features}
-            try:
-                scores = await loop.run_in_executor(self._executor, self.guard.score_features, merged, self.max_batch)
-            except Exception as exc:  # a forward failure fails these requests, never the server
-                log.exception("scoring failed")
-                for job in jobs:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
-            else:
-                self.batches_run += 1
-                self.pairs_scored += len(scores)
-                offset = 0
-                for job in jobs:
-                    if not job.future.done():  # the client may have gone away
-                        job.future.set_result(scores[offset : offset + job.size])
-                    offset += job.size
-            finally:
-                self._pending -= sum(job.size for job in jobs)
-
-    async def _collect(self) -> list[_Job]:
-        """One job, then what is queued, waiting up to `max_wait` seconds for more, until `max_batch` pairs."""
-        jobs = [await self._queue.get()]
-        size = jobs[0].size
-        deadline = asyncio.get_running_loop().time() + self.max_wait
-        while size < self.max_batch:
-            remaining = deadline - asyncio.get_running_loop().time()
-            try:
-                job = self._queue.get_nowait() if remaining <= 0 else await asyncio.wait_for(self._queue.get(), remaining)
-            except (asyncio.QueueEmpty, asyncio.TimeoutError):
-                break
-            jobs.append(job)
-            size += job.size
-        return jobs
-
-    async def close(self) -> None:
-        """Let queued work finish, then stop the worker and its thread."""
-        deadline = time.monotonic() + 30
-        while self._pending and self._worker is not None and not self._worker.done() and time.monotonic() < deadline:
-            await asyncio.sleep(0.005)
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
-        self._executor.shutdown(wait=True)
-
-
-class ServerBusy(Exception):
-    pass
-
-
-class LimitExceeded(Exception):
-    def __init__(self, limit: str, message: str):
-        super().__init__(message)
-        self.limit = limit
-
-
-# ---- the app ----------------------------------------------------------------------------------
-
-
-class BodySizeLimit:
-    """ASGI middleware: refuse bodies over `max_bytes` (by Content-Length, or while streaming) with 413."""
-
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await self._reject(send)
-        received, rejected = 0, False
-
-        async def limited_receive():
-            # over the limit: answer 413 ourselves, then tell the app the client left so it stops reading
-            nonlocal received, rejected
-            if rejected:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                rejected = True
-                await self._reject(send)
-                return {"type": "http.disconnect"}
-            return message
-
-        async def guarded_send(message):
-            if not rejected:
-                await send(message)
-
-        try:
-            await self.app(scope, limited_receive, guarded_send)
-        except Exception:
-            if not rejected:  # a real error, not the disconnect we caused
-                raise
-
-    async def _reject(self, send):
-        body = ErrorBody(
-            error="payload_too_large", limit="max_body_bytes",
-            message=f"request body is larger than max_body_bytes={self.max_bytes}; send fewer or shorter texts, "
-            "or start the server with a larger --max-body-bytes",
-        ).model_dump_json().encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+    read_timeout_s: float = 10.0  # a request's headers and body must arrive within this (slowloris)
+    max_connections: int = 512  # concurrent connections and requests; beyond it uvicorn answers 503
 
 
 # (text characters x policies) a request may have for its tokenisation to run on the event loop (~0.5 ms at most)
@@ -448,98 +236,3 @@ def _version() -> str:
     from uniguard import __version__
 
     return __version__
-
-
-# ---- running it -------------------------------------------------------------------------------
-
-
-def build_app(settings: ServeSettings) -> FastAPI:
-    return create_app(load_guard(settings.model, threads=settings.threads), settings)
-
-
-@contextlib.contextmanager
-def running_server(app: FastAPI, host: str = "127.0.0.1", port: int = 0):
-    """Run `app` on uvicorn in a background thread (port 0: any free port); yields the base URL.
-
-    For tests and benchmarks that need a real server in-process; leaving the block shuts it down
-    the same way SIGTERM does (stop accepting, finish requests, run the shutdown hooks).
-    """
-    import threading
-
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30))
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError(f"the server did not start on {host}:{port}")
-        time.sleep(0.01)
-    bound_port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://{host}:{bound_port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=60)
-
-
-def serve(settings: ServeSettings) -> None:
-    """Run on uvicorn until SIGINT/SIGTERM; uvicorn stops accepting, drains requests, then runs shutdown."""
-    import uvicorn
-
-    _check_settings(settings)
-    app = build_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=30)
-
-
-def start_on_ray(settings: ServeSettings, address: str, replicas: int = 1) -> str:
-    """Deploy the app on Ray Serve with `replicas` copies and return its base URL (does not block)."""
-    import ray
-    from ray import serve as ray_serve
-
-    _check_settings(settings)
-    ray.init(address=None if address == "local" else address, ignore_reinit_error=True, log_to_driver=False)
-    ray_serve.start(http_options={"host": settings.host, "port": settings.port})
-    ray_serve.run(ray_deployment(settings, replicas), name="uniguard", route_prefix="/")
-    return f"http://{settings.host}:{settings.port}"
-
-
-def serve_on_ray(settings: ServeSettings, address: str, replicas: int = 1) -> None:
-    """`uniguard serve --address`: deploy on Ray Serve, block until interrupted, then tear the deployment down."""
-    from ray import serve as ray_serve
-
-    url = start_on_ray(settings, address, replicas)
-    print(f"uniguard: {replicas} Ray Serve replica(s) of {settings.model} at {url}; Ctrl-C stops them", flush=True)
-    try:
-        while True:
-            time.sleep(1)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        ray_serve.shutdown()
-
-
-def ray_deployment(settings: ServeSettings, replicas: int = 1):
-    """A bound Ray Serve application: each replica loads the guard and builds its own app and batcher."""
-    from ray import serve as ray_serve
-
-    @ray_serve.deployment(num_replicas=replicas, ray_actor_options={"num_cpus": settings.threads or 1})
-    @ray_serve.ingress()
-    class GuardReplica:
-        def __init__(self, replica_settings: ServeSettings):
-            self.settings = replica_settings
-
-        def __serve_build_asgi_app__(self):
-            return build_app(self.settings)
-
-    return GuardReplica.bind(settings)
-
-
-def _check_settings(settings: ServeSettings) -> None:
-    for name in ("max_batch", "max_texts", "max_text_chars", "max_policies", "max_body_bytes", "max_pending"):
-        if getattr(settings, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(settings, name)}")
-    if settings.max_wait_ms < 0:
-        raise UserError(f"--max-wait-ms must be >= 0, got {settings.max_wait_ms}")
-    if not Path(settings.model).is_dir():
-        raise UserError(f"--model {settings.model}: directory not found; pass a guard directory or an ONNX export of one")
