@@ -71,3 +71,15 @@ def load_search_config(path: str | Path, pool_dir: str | Path | None = None) -> 
     pool = config.pool.model_copy(update={"base": resolve(config.pool.base), "candidates": tuple(resolve(c) for c in config.pool.candidates)})
     data = config.data.model_copy(update={"validation": resolve(config.data.validation)})
     return config.model_copy(update={"pool": pool, "data": data})
+
+
+def with_compute(config: SearchConfig, device: str | None, precision: str | None) -> SearchConfig:
+    """The config with `--device` / `--precision` from the command line, where given, validated as config fields."""
+    updates = {k: v for k, v in (("device", device), ("precision", precision)) if v is not None}
+    if not updates:
+        return config
+    try:
+        fitness = FitnessSettings.model_validate({**config.fitness.model_dump(), **updates})
+    except ValidationError as exc:
+        raise UserError(f"--device/--precision: {format_validation_error(exc)}") from None
+    return config.model_copy(update={"fitness": fitness})

@@ -21,7 +21,7 @@ from engine.journal import Journal, JournalEntry
 from engine.recipe import Recipe
 from engine.rundir import RunDir
 from engine.space import SearchSpace
-from engine.worker import WorkerSetup, start_workers
+from engine.worker import WorkerSetup, gpus_per_worker, start_workers
 from engine.strategies import make_strategy
 from fitness.evaluator import FitnessSettings
 from uniguard.core.errors import UserError
@@ -91,6 +91,7 @@ def _search(config: SearchConfig, run: RunDir, budget: int, workers: int, addres
     queue = [(label, recipe) for label, recipe in known_good_recipes(config, space.n) if recipe.hash not in journal]
 
     _init_ray(ray, address, workers)
+    setup.num_gpus = gpus_per_worker(ray, config.fitness, workers)
     actors = start_workers(ray, setup, config.fitness, workers)
     in_flight: dict[Any, Job] = {}
     scores: dict[str, Any] = {}  # per-example scores of front points evaluated in this process (paired racing)

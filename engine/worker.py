@@ -6,6 +6,7 @@ model's parameters, and the exported size. `fitness.Evaluator` then scores the m
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from engine.pool import ModelPool
 from engine.recipe import Recipe
 from fitness.data import EvalSet
 from fitness.evaluator import Evaluation, Evaluator, FitnessSettings
+from trainers.compute import resolve_compute
 from trainers.guard import score_token_ids
 
 
@@ -31,8 +33,10 @@ class RecipeScorer:
 
     def __init__(self, pool: ModelPool, eval_set: EvalSet, tokenizer, settings: FitnessSettings):
         self.pool, self.tokenizer, self.settings = pool, tokenizer, settings
+        self.compute = resolve_compute(settings.device, settings.precision)
         self.evaluator = Evaluator(eval_set, settings)
         self._models: dict[int, tuple[torch.nn.Module, dict[str, torch.Tensor]]] = {}
+        self._on_device: dict[int, torch.nn.Module] = {}
         self._sizes: dict[str, int] = {}
 
     def evaluate(self, recipe: Recipe, front=(), latencies: dict[str, float] | None = None) -> Evaluation:
@@ -43,8 +47,10 @@ class RecipeScorer:
         merge_s = time.perf_counter() - started
         shape = shape_key(recipe, self.pool.num_layers)
         size = self._size(state, recipe, shape)
-        batch = self.settings.batch_size
-        evaluation = self.evaluator.evaluate(lambda f: score_token_ids(model, self.tokenizer, f, batch), size, shape, front, latencies)
+        model = self._device_copy(recipe, model)
+        batch, compute = self.settings.batch_size, self.compute
+        evaluation = self.evaluator.evaluate(lambda f: score_token_ids(model, self.tokenizer, f, batch, compute),
+                                             size, shape, front, latencies)
         evaluation.timings["merge_s"] = merge_s
         evaluation.seconds += merge_s
         return evaluation
@@ -62,6 +68,18 @@ class RecipeScorer:
                                    f"missing {sorted(expected - set(weights))[:3]}, unexpected {sorted(set(weights) - expected)[:3]}")
             self._models[num_layers] = model, weights
         return self._models[num_layers]
+
+    def _device_copy(self, recipe: Recipe, model: torch.nn.Module) -> torch.nn.Module:
+        """The merged model on the scoring device. The merge kernels run on the CPU into the CPU model;
+        a GPU worker copies the result into its resident device model (one host-to-device transfer)."""
+        if self.compute.device_type == "cpu":
+            return model
+        key = len(recipe.layers) if recipe.layers is not None else self.pool.num_layers
+        if key not in self._on_device:
+            self._on_device[key] = copy.deepcopy(model).to(self.compute.device)
+        else:
+            self._on_device[key].load_state_dict(model.state_dict())
+        return self._on_device[key]
 
     def _size(self, state: dict[str, torch.Tensor], recipe: Recipe, shape: str) -> int:
         """Bytes of the model.safetensors `export` writes; depends only on layers kept and dtype."""
@@ -93,6 +111,7 @@ class WorkerSetup:
     tokenizer_dir: str
     size_ref: float  # float32 bytes of the base: the loss's size unit
     refs: tuple | None = None  # object-store references, once put
+    num_gpus: float = 0.0  # each worker's GPU share (gpus_per_worker), fixed when the search starts
 
 
 def start_workers(ray, setup: WorkerSetup, settings: FitnessSettings, count: int) -> list:
@@ -100,5 +119,16 @@ def start_workers(ray, setup: WorkerSetup, settings: FitnessSettings, count: int
     if setup.refs is None:
         setup.refs = (ray.put(setup.pool), ray.put(setup.eval_set))
     pool_ref, data_ref = setup.refs
-    remote = ray.remote(num_cpus=settings.threads, max_restarts=0)(FitnessWorker)
+    remote = ray.remote(num_cpus=settings.threads, num_gpus=setup.num_gpus, max_restarts=0)(FitnessWorker)
     return [remote.remote(pool_ref, data_ref, setup.tokenizer_dir, settings) for _ in range(count)]
+
+
+def gpus_per_worker(ray, settings: FitnessSettings, workers: int) -> float:
+    """The GPU share a worker asks Ray for: the configured one, else 1/workers where the cluster has
+    GPUs and the device allows them (workers then share the GPUs), else 0 (CPU workers)."""
+    if settings.device == "cpu":
+        return 0.0
+    if settings.gpus_per_worker is not None:
+        return settings.gpus_per_worker
+    gpus = ray.cluster_resources().get("GPU", 0)
+    return min(1.0, gpus / workers) if gpus else 0.0

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from fitness.data import EvalSet, Features, Half
 from fitness.racing import Rival, Scores, beaten, bootstrap_draws, enough_examples
 from fitness.registry import get_metric
+from trainers.compute import DeviceChoice, PrecisionChoice
 
 Scorer = Callable[[Features], np.ndarray]  # pre-tokenised features -> P(violation), in input order
 
@@ -44,6 +45,11 @@ class FitnessSettings(BaseModel):
     latency_batch: int = Field(default=8, ge=1)
     latency_repeats: int = Field(default=5, ge=1)
     threads: int = Field(default=1, ge=1, description="torch threads per worker")
+    device: DeviceChoice = Field(default="auto", description="where workers score: auto = a GPU when the worker has one, else CPU")
+    precision: PrecisionChoice = Field(default="auto", description="bfloat16 autocast or float32; auto = bfloat16 where "
+                                       "the hardware runs it fast (measured ranking agreement: experiments/bench_compute.py)")
+    gpus_per_worker: Optional[float] = Field(default=None, gt=0, le=1, description="GPU share each Ray worker asks for "
+                                             "(several workers share a GPU below 1); None = 1/workers when the cluster has GPUs")
     seed: int = 0
 
     @field_validator("racing")

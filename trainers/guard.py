@@ -18,6 +18,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from synth.policy import Policy, load_policy
+from trainers.compute import Compute
 from uniguard.core.errors import UserError
 from uniguard.core.io import write_json
 
@@ -70,6 +71,7 @@ class Guard:
     default_threshold: float = 0.5
     max_length: int = DEFAULT_MAX_LENGTH
     meta: dict = field(default_factory=dict)
+    compute: Compute = field(default_factory=Compute)
     _pairs: "PairEncoder | None" = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
@@ -118,7 +120,13 @@ class Guard:
 
     def violation_probs(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         """P(violation) for one padded batch; the one method a runtime (PyTorch, ONNX) provides."""
-        return torch_violation_probs(self.model, batch)
+        return torch_violation_probs(self.model, batch, self.compute)
+
+    def to(self, compute: Compute) -> "Guard":
+        """Score on `compute`'s device and precision from now on."""
+        self.model.to(compute.device)
+        self.compute = compute
+        return self
 
     def check(self, texts: Sequence[str] | str, policy: Policy | str) -> list[Verdict]:
         policy = load_policy(policy) if isinstance(policy, str) else policy
@@ -231,14 +239,15 @@ def score_batches(
     return scores
 
 
-def torch_violation_probs(model: PreTrainedModel, batch) -> np.ndarray:
-    with torch.inference_mode():
-        logits = model(**{k: torch.as_tensor(v) for k, v in batch.items()}).logits
-    return torch.softmax(logits.float(), dim=-1)[:, 1].numpy()
+def torch_violation_probs(model: PreTrainedModel, batch, compute: Compute = Compute()) -> np.ndarray:
+    with torch.inference_mode(), compute.autocast():
+        logits = model(**{k: torch.as_tensor(v).to(compute.device) for k, v in batch.items()}).logits
+    return torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy()
 
 
 def score_token_ids(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, features: dict[str, list[list[int]]], batch_size: int = 64
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, features: dict[str, list[list[int]]], batch_size: int = 64,
+    compute: Compute = Compute(),
 ) -> np.ndarray:
     """P(label 1) of a bare PyTorch classifier (training, fitness) for pre-tokenised features."""
-    return score_batches(tokenizer, features, batch_size, lambda batch: torch_violation_probs(model, batch))
+    return score_batches(tokenizer, features, batch_size, lambda batch: torch_violation_probs(model, batch, compute))

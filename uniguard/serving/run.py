@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from trainers.compute import resolve_compute
 from trainers.runtime import load_guard
 from uniguard.core.errors import UserError
 from uniguard.serving.service import ServeSettings, create_app
@@ -62,7 +63,8 @@ def uvicorn_config(app: FastAPI, host: str, port: int, settings: ServeSettings |
 
 
 def build_app(settings: ServeSettings) -> FastAPI:
-    return create_app(load_guard(settings.model, threads=settings.threads), settings)
+    compute = resolve_compute(settings.device, settings.precision)
+    return create_app(load_guard(settings.model, threads=settings.threads, compute=compute), settings)
 
 
 @contextlib.contextmanager

@@ -49,6 +49,8 @@ class ServeSettings:
     max_body_bytes: int = 1 << 20
     max_pending: int = 4096  # queued pairs before the server answers 503
     threads: int | None = None  # intra-op threads for the forward pass (None: the runtime's default)
+    device: str = "auto"  # trainers.compute: where a PyTorch guard scores, and in what precision
+    precision: str = "auto"
     read_timeout_s: float = 10.0  # a request's headers and body must arrive within this (slowloris)
     max_connections: int = 512  # concurrent connections and requests; beyond it uvicorn answers 503
 

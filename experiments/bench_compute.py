@@ -1,0 +1,149 @@
+"""float32 vs bfloat16 autocast on this machine: fitness, training and serving, ratios from one run.
+
+    python -m experiments.bench_compute [--n 160] [--recipes 12] [--out experiments/results/compute]
+
+1. Training: two MiniLM guards (prompt_injection, violence_weapons; template data, n per policy) trained
+   with the same options in float32 and in bfloat16 autocast: examples/s, final validation F1/AUPRC, and
+   the first/last CE of each run (the loss curves are in the JSON).
+2. Fitness: the float32 guards form a pool; the same random recipes (from the search space) are scored
+   by one-thread workers in float32 and bfloat16: example-forwards/s, the largest F1 difference and
+   Spearman's rank correlation of the recipes' F1.
+3. Serving: each float32 guard scores real dev-set prompts in both precisions: verdict agreement and
+   examples/s.
+Every ratio compares two measurements taken in this run on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+POLICIES = ("prompt_injection", "violence_weapons")
+PRECISIONS = ("float32", "bfloat16")
+
+
+def _data(root: Path, n: int) -> Path:
+    from synth.generate import BackendSpec, SynthSettings, run_synthesis
+    from synth.policy import load_policy
+
+    run_synthesis([load_policy(p) for p in POLICIES], BackendSpec("template"), SynthSettings(n=n, seed=0), root / "data")
+    return root / "data"
+
+
+def bench_training(data: Path, root: Path, epochs: int) -> dict:
+    from trainers.data import load_splits, only_policies, resolve_policies
+    from trainers.training import make_config, train_guard
+
+    splits = load_splits([data])
+    out = {}
+    for precision in PRECISIONS:
+        for policy in POLICIES:
+            curve: list[float] = []
+            config = make_config(epochs=epochs, max_length=128, truncate=True, precision=precision, device="cpu")
+            result = train_guard(config, only_policies(splits["train"], [policy]), only_policies(splits["validation"], [policy]),
+                                 resolve_policies([policy], [policy]), root / precision / policy, progress=False,
+                                 on_step=lambda step, logged: curve.append(logged["ce"]))
+            out.setdefault(precision, {})[policy] = {
+                "examples_per_s": result.examples_per_second, "val_f1": result.validation["macro"]["f1"],
+                "val_auprc": result.validation["macro"]["auprc"], "ce_first": curve[0], "ce_last": curve[-1], "ce_curve": curve}
+    for policy in POLICIES:
+        out.setdefault("ratio_examples_per_s", {})[policy] = out["bfloat16"][policy]["examples_per_s"] / out["float32"][policy]["examples_per_s"]
+    return out
+
+
+def bench_fitness(root: Path, data: Path, recipes: int) -> dict:
+    import torch
+    from transformers import AutoTokenizer
+
+    from engine.pool import ModelPool
+    from engine.space import SearchSpace, SpaceConfig
+    from engine.worker import RecipeScorer
+    from fitness.data import build_eval_set
+    from fitness.evaluator import FitnessSettings
+    from trainers.data import load_rows, resolve_policies
+    from uniguard.core.assets import resolve_model
+
+    torch.set_num_threads(1)  # as a search worker
+    guards = [root / "float32" / p for p in POLICIES]
+    pool = ModelPool.load(resolve_model(None), guards, list(POLICIES))
+    tokenizer = AutoTokenizer.from_pretrained(guards[0])
+    eval_set = build_eval_set(load_rows(data / "validation.jsonl"), resolve_policies(list(POLICIES), list(POLICIES)), tokenizer, 128, 0)
+    space = SearchSpace(SpaceConfig(operators=("ties", "task_arithmetic", "linear"), seed=0), pool.num_candidates, pool.num_layers)
+    param = space.parametrization()
+    param.random_state.seed(0)
+    chosen = [space.decode(param.spawn_child().sample().value) for _ in range(recipes)]
+    out: dict = {"recipes": recipes, "validation_examples": eval_set.size}
+    for precision in PRECISIONS:
+        scorer = RecipeScorer(pool, eval_set, tokenizer, FitnessSettings(racing=(1.0,), precision=precision, device="cpu"))
+        scorer.evaluate(chosen[0])  # warm-up: builds the shape's model
+        started = time.perf_counter()
+        f1 = [scorer.evaluate(r).f1 for r in chosen]
+        seconds = time.perf_counter() - started
+        out[precision] = {"example_forwards_per_s": recipes * eval_set.size / seconds, "f1": f1}
+    a, b = np.asarray(out["float32"]["f1"]), np.asarray(out["bfloat16"]["f1"])
+    out["ratio_example_forwards_per_s"] = out["bfloat16"]["example_forwards_per_s"] / out["float32"]["example_forwards_per_s"]
+    out["max_abs_f1_difference"] = float(np.max(np.abs(a - b)))
+    out["spearman_rank_correlation"] = _spearman(a, b)
+    return out
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic) if np.ptp(a) and np.ptp(b) else float("nan")
+
+
+def bench_serving(root: Path, rows: int) -> dict:
+    from fitness.devsets import devset_names, load_devset
+    from trainers.compute import Compute
+    from trainers.runtime import load_guard
+
+    texts = [r["text"] for name in devset_names() for r in load_devset(name)][:rows]
+    out: dict = {"texts": len(texts)}
+    for policy in POLICIES:
+        verdicts, speed = {}, {}
+        for precision in PRECISIONS:
+            guard = load_guard(root / "float32" / policy, threads=2, compute=Compute("cpu", precision))
+            guard.check(texts[:16], policy)  # warm-up
+            started = time.perf_counter()
+            verdicts[precision] = np.array([v.violates for v in guard.check(texts, policy)])
+            speed[precision] = len(texts) / (time.perf_counter() - started)
+        out[policy] = {"agreement": float(np.mean(verdicts["float32"] == verdicts["bfloat16"])),
+                       "examples_per_s": speed, "ratio": speed["bfloat16"] / speed["float32"]}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=160, help="template samples per policy")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--recipes", type=int, default=12)
+    parser.add_argument("--serve-rows", type=int, default=400)
+    parser.add_argument("--out", type=Path, default=Path("experiments/results/compute"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        data = _data(root, args.n)
+        report = {"training": bench_training(data, root, args.epochs), "fitness": bench_fitness(root, data, args.recipes),
+                  "serving": bench_serving(root, args.serve_rows), "args": {k: str(v) for k, v in vars(args).items()}}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench_compute.json").write_text(json.dumps(report, indent=2))
+    t, f, s = report["training"], report["fitness"], report["serving"]
+    print(f"training examples/s bf16/fp32: " + ", ".join(f"{p} {r:.2f}x" for p, r in t["ratio_examples_per_s"].items()))
+    for p in POLICIES:
+        print(f"  {p}: val F1 fp32 {t['float32'][p]['val_f1']:.3f} bf16 {t['bfloat16'][p]['val_f1']:.3f}; "
+              f"CE {t['float32'][p]['ce_first']:.3f}->{t['float32'][p]['ce_last']:.3f} vs {t['bfloat16'][p]['ce_first']:.3f}->{t['bfloat16'][p]['ce_last']:.3f}")
+    print(f"fitness example-forwards/s bf16/fp32: {f['ratio_example_forwards_per_s']:.2f}x over {f['recipes']} recipes; "
+          f"max |F1 diff| {f['max_abs_f1_difference']:.4f}; Spearman {f['spearman_rank_correlation']:.3f}")
+    for p in POLICIES:
+        print(f"serving {p}: verdict agreement {s[p]['agreement']:.4f} over {s['texts']} dev prompts; bf16/fp32 {s[p]['ratio']:.2f}x")
+    print(f"details: {args.out / 'bench_compute.json'}")
+
+
+if __name__ == "__main__":
+    main()
