@@ -1,0 +1,62 @@
+"""Device and precision selection, autocast scoring, and the GPU share Ray workers ask for (all on CPU)."""
+
+import numpy as np
+import pytest
+import torch
+
+from engine.config import SearchConfig, with_compute
+from engine.worker import gpus_per_worker
+from experiments.smoke_pool import tiny_classifier
+from fitness.evaluator import FitnessSettings
+from trainers.compute import Compute, cpu_has_fast_bf16, resolve_compute
+from trainers.guard import torch_violation_probs
+from uniguard.core.errors import UserError
+
+
+def test_auto_picks_the_cpu_and_bfloat16_only_where_the_cpu_runs_it_fast(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_compute() == Compute("cpu", "bfloat16" if cpu_has_fast_bf16() else "float32")
+    assert resolve_compute("cpu", "float32") == Compute("cpu", "float32")
+    with pytest.raises(UserError, match="--device cuda: no CUDA GPU"):
+        resolve_compute("cuda")
+    with pytest.raises(UserError, match="--precision 'fp8'"):
+        resolve_compute("cpu", "fp8")
+    with pytest.raises(UserError, match="--device 'tpu'"):
+        resolve_compute("tpu")
+
+
+def test_bfloat16_autocast_runs_the_matmuls_in_bfloat16_and_scores_close_to_float32():
+    model = tiny_classifier(seed=0)
+    seen = []
+    model.bert.encoder.layer[0].attention.self.query.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+    batch = {"input_ids": np.random.default_rng(0).integers(1000, 5000, (4, 12)), "attention_mask": np.ones((4, 12), dtype=np.int64)}
+    fp32 = torch_violation_probs(model, batch, Compute("cpu", "float32"))
+    bf16 = torch_violation_probs(model, batch, Compute("cpu", "bfloat16"))
+    assert seen == [torch.float32, torch.bfloat16]
+    assert bf16.dtype == np.float32 and np.abs(bf16 - fp32).max() < 0.02
+
+
+class _Ray:
+    def __init__(self, gpus):
+        self.gpus = gpus
+
+    def cluster_resources(self):
+        return {"CPU": 8, **({"GPU": self.gpus} if self.gpus else {})}
+
+
+def test_workers_share_the_cluster_gpus_unless_told_otherwise():
+    auto = FitnessSettings()
+    assert gpus_per_worker(_Ray(0), auto, 4) == 0.0  # a CPU cluster: CPU workers
+    assert gpus_per_worker(_Ray(1), auto, 4) == 0.25  # four workers share one GPU
+    assert gpus_per_worker(_Ray(8), auto, 2) == 1.0  # never more than one GPU per worker
+    assert gpus_per_worker(_Ray(1), FitnessSettings(gpus_per_worker=0.5), 4) == 0.5
+    assert gpus_per_worker(_Ray(1), FitnessSettings(device="cpu"), 4) == 0.0
+
+
+def test_search_command_line_overrides_the_configs_device_and_precision():
+    config = SearchConfig.model_validate({"pool": {"base": "b", "candidates": ["a"]}, "data": {"validation": "v.jsonl"}})
+    assert with_compute(config, None, None) is config
+    changed = with_compute(config, "cpu", "float32")
+    assert (changed.fitness.device, changed.fitness.precision) == ("cpu", "float32")
+    with pytest.raises(UserError, match="--device/--precision"):
+        with_compute(config, "gpu", None)
