@@ -19,6 +19,8 @@ class FrontPoint(BaseModel):
     hash: str
     label: Optional[str] = None
     f1: float
+    f1_se: Optional[float] = None
+    ties: list[int] = []  # front points whose F1 is within noise of this one's (see `tied_points`)
     size_bytes: int
     latency_ms: float
     per_policy: dict[str, float]
@@ -28,8 +30,21 @@ class FrontPoint(BaseModel):
     variant_of: Optional[str] = None
 
     @classmethod
-    def of(cls, k: int, entry: JournalEntry) -> "FrontPoint":
-        return cls(point=k, **entry.model_dump(include=set(cls.model_fields) - {"point"}))
+    def of(cls, k: int, entry: JournalEntry, ties: Sequence[int] = ()) -> "FrontPoint":
+        return cls(point=k, ties=list(ties), **entry.model_dump(include=set(cls.model_fields) - {"point", "ties"}))
+
+
+def front_points(front: Sequence[JournalEntry], z: float = 1.0) -> list[FrontPoint]:
+    """The front as numbered points, each with the points it ties with: two points tie when their F1
+    differ by less than `z` combined standard errors (sqrt(se_a^2 + se_b^2), unpaired, so a tie is
+    the cautious call). The front is ordered by size, so a larger point tied with a smaller one buys
+    nothing the data can show."""
+    def tied(a: JournalEntry, b: JournalEntry) -> bool:
+        if a.f1_se is None or b.f1_se is None:
+            return False
+        return abs(a.f1 - b.f1) < z * (a.f1_se**2 + b.f1_se**2) ** 0.5
+
+    return [FrontPoint.of(k, e, [j for j, other in enumerate(front) if j != k and tied(e, other)]) for k, e in enumerate(front)]
 
 
 def is_dominated(point: tuple[float, int, float], others: Sequence[tuple[float, int, float]]) -> bool:

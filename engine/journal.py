@@ -26,6 +26,7 @@ class JournalEntry(BaseModel):
     recipe: dict = Field(description="the Recipe's serialised form (engine.recipe.Recipe.to_dict)")
     label: Optional[str] = None  # the known-good seeds: "TIES defaults", "<name> alone", ...
     f1: float  # macro over policies of the fitness metric, on the data fraction read
+    f1_se: Optional[float] = None  # bootstrap standard error of f1 (complete evaluations)
     per_policy: dict[str, float] = {}
     thresholds: dict[str, float] = {}
     size_bytes: int

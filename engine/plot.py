@@ -12,6 +12,10 @@ def _mb(entries: Sequence[JournalEntry]) -> list[float]:
     return [e.size_bytes / 1e6 for e in entries]
 
 
+def _se(entries: Sequence[JournalEntry]) -> list[float]:
+    return [e.f1_se or 0.0 for e in entries]
+
+
 def _baselines(entries: Sequence[JournalEntry]) -> list[JournalEntry]:
     """The known-good baselines the search evaluated first (variants get their own marker)."""
     return [e for e in entries if e.label and not e.format]
@@ -28,6 +32,8 @@ def plot_front(png: Path, html: Path, entries: Sequence[JournalEntry], front: Se
     raced = [e for e in entries if e.raced_out]
     latencies = [e.latency_ms for e in complete] or [0.0]
     scatter = ax.scatter(_mb(complete), [e.f1 for e in complete], c=latencies, cmap="viridis", s=22, alpha=0.7, label="evaluated")
+    ax.errorbar(_mb(complete), [e.f1 for e in complete], yerr=_se(complete), fmt="none", ecolor="grey", alpha=0.35, lw=0.8,
+                label="± 1 bootstrap SE")
     if raced:
         ax.scatter(_mb(raced), [e.f1 for e in raced], marker="x", color="grey", s=14, alpha=0.5, label="raced out (partial F1)")
     ax.plot(_mb(front), [e.f1 for e in front], "-o", color="crimson", lw=1.5, ms=7, mfc="none", label="Pareto front")
@@ -55,7 +61,8 @@ def plot_front(png: Path, html: Path, entries: Sequence[JournalEntry], front: Se
 def _hover(entries: Sequence[JournalEntry]) -> list[str]:
     def one(e: JournalEntry) -> str:
         policies = "<br>".join(f"  {name}: {value:.3f}" for name, value in sorted(e.per_policy.items()))
-        return f"{e.label or e.recipe.get('operator')}<br>hash {e.hash}<br>{e.latency_ms:.2f} ms/example<br>{policies}"
+        se = f" ± {e.f1_se:.3f}" if e.f1_se is not None else ""
+        return f"{e.label or e.recipe.get('operator')}<br>hash {e.hash}<br>F1 {e.f1:.3f}{se}<br>{e.latency_ms:.2f} ms/example<br>{policies}"
 
     return [one(e) for e in entries]
 
@@ -68,6 +75,7 @@ def _plot_html(html: Path, complete: Sequence[JournalEntry], front: Sequence[Jou
         x=_mb(complete), y=[e.f1 for e in complete], mode="markers", name="evaluated",
         marker={"color": [e.latency_ms for e in complete], "colorscale": "Viridis", "showscale": True,
                 "colorbar": {"title": "ms/example", "x": 1.02}},
+        error_y={"type": "data", "array": _se(complete), "thickness": 0.8, "color": "rgba(120,120,120,0.5)"},
         text=_hover(complete), hoverinfo="text+x+y",
     ))
     fig.add_trace(go.Scatter(x=_mb(front), y=[e.f1 for e in front], mode="lines+markers", name="Pareto front",

@@ -22,7 +22,7 @@ import yaml
 from pydantic import ValidationError
 
 from engine.config import SearchConfig, load_search_config
-from engine.front import OBJECTIVES, FrontPoint, pareto_front
+from engine.front import OBJECTIVES, FrontPoint, front_points, pareto_front
 from engine.journal import Journal, JournalEntry
 from uniguard.core.errors import UserError
 from uniguard.core.io import atomic_write_text, write_json
@@ -120,7 +120,7 @@ class RunDir:
 
         everything = self.with_variants(entries)
         front = pareto_front(everything)
-        points = [FrontPoint.of(k, e) for k, e in enumerate(front)]
+        points = front_points(front)
         write_json(self.front_file, {"objectives": OBJECTIVES, "evaluated": len(everything),
                                      "points": [p.model_dump(mode="json", exclude_none=True) for p in points]})
         plot_front(self.png, self.html, everything, front)

@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from fitness.data import EvalSet, Features, Half
-from fitness.racing import Rival, Scores, beaten, bootstrap_draws, enough_examples
+from fitness.racing import Rival, Scores, beaten, bootstrap_draws, enough_examples, macro_value
 from fitness.registry import get_metric
 from trainers.compute import DeviceChoice, PrecisionChoice
 
@@ -35,6 +35,8 @@ class FitnessSettings(BaseModel):
     racing: tuple[float, ...] = Field(default=(0.125, 0.25, 0.5, 1.0), description="validation fractions per rung, ending at 1")
     race_replicates: int = Field(default=200, ge=20, description="bootstrap replicates behind a racing decision")
     race_min_examples: int = Field(default=8, ge=2, description="per policy and half, before a rung may stop a candidate")
+    se_replicates: int = Field(default=100, ge=0, description="bootstrap replicates behind each complete evaluation's "
+                               "standard error of F1 (0: none); the front marks points within noise of each other as ties")
     race_z: float = Field(default=3.0, gt=0, description="standard errors by which a front point must beat a candidate "
                           "to stop it (fitness/racing.py says why 3)")
     # a one-thread worker scores MiniLM pairs (~90 tokens) 1.28x faster at 16 than at 64 here (43 vs 34
@@ -63,6 +65,7 @@ class FitnessSettings(BaseModel):
 @dataclass
 class Evaluation:
     f1: float  # macro over policies of the configured metric (named f1 for the default metric)
+    f1_se: float | None  # its bootstrap standard error over the scoring data (None for a raced-out partial value)
     per_policy: dict[str, float]
     thresholds: dict[str, float]
     size_bytes: int
@@ -88,7 +91,7 @@ class Evaluator:
         self.eval_set, self.settings = eval_set, settings
         self.metric = get_metric(settings.metric)
         self._latencies: dict[str, float] = {}
-        self._draws: dict[float, list] = {}
+        self._draws: dict[float | str, list] = {}  # bootstrap replicates per racing rung, and "full"
 
     def evaluate(self, score: Scorer, size_bytes: int, shape: str, front: Sequence[tuple] = (),
                  latencies: dict[str, float] | None = None) -> Evaluation:
@@ -112,9 +115,10 @@ class Evaluator:
                 forwards += self._extend(score, data.calibration, cal) + self._extend(score, data.scoring, sco)
             mine = [(np.concatenate(scores[p.name][0]), np.concatenate(scores[p.name][1])) for p in prefix.policies]
             if rung < 1.0 and self._stops(prefix, mine, size, latency, front, rung):
-                return dict(**self._quality(prefix, mine), forwards=forwards, full_forwards=full, fraction=rung, raced_out=True)
-        return dict(**self._quality(prefix, mine), forwards=forwards, full_forwards=full, fraction=1.0, raced_out=False,
-                    scores=mine)
+                return dict(**self._quality(prefix, mine), f1_se=None, forwards=forwards, full_forwards=full, fraction=rung,
+                            raced_out=True)
+        return dict(**self._quality(prefix, mine), f1_se=self._standard_error(mine), forwards=forwards, full_forwards=full,
+                    fraction=1.0, raced_out=False, scores=mine)
 
     def _quality(self, prefix: EvalSet, mine: Scores) -> dict:
         results = {data.name: self.metric(data.calibration.labels, cal, data.scoring.labels, sco)
@@ -122,6 +126,15 @@ class Evaluator:
         per_policy = {name: r.value for name, r in results.items()}
         return dict(f1=float(np.mean(list(per_policy.values()))), per_policy=per_policy,
                     thresholds={name: r.threshold for name, r in results.items()})
+
+    def _standard_error(self, mine: Scores) -> float | None:
+        """Bootstrap standard error of the macro value on the full data: the same seeded, stratified
+        replicates for every recipe (thresholds re-chosen per replicate), so errors compare."""
+        if not self.settings.se_replicates:
+            return None
+        if "full" not in self._draws:
+            self._draws["full"] = bootstrap_draws(self.eval_set, self.settings.se_replicates, self.settings.seed + 1)
+        return float(np.std(macro_value(self.metric, self.eval_set, mine, self._draws["full"]), ddof=1))
 
     def _stops(self, prefix: EvalSet, mine: Scores, size: int, latency: float, front: list[Rival], rung: float) -> bool:
         if not enough_examples(prefix, self.settings.race_min_examples):

@@ -8,14 +8,15 @@ import yaml
 
 import operators
 from engine import Recipe
-from engine.journal import Journal
 from engine.config import SearchConfig, load_search_config
-from engine.front import hypervolume, pareto_front
-from engine.journal import JournalEntry
+from engine.front import front_points, hypervolume, pareto_front
+from engine.journal import Journal, JournalEntry
 from engine.rundir import RunDir
 from engine.search import known_good_recipes
 from engine.space import SearchSpace, SpaceConfig
 from engine.strategies import StrategyConfig, make_strategy
+from fitness.data import EvalSet, Half, PolicyData
+from fitness.evaluator import Evaluator, FitnessSettings
 from uniguard.core.errors import UserError
 
 
@@ -235,3 +236,23 @@ def test_a_run_pinned_before_a_setting_existed_still_resumes(tmp_path):
     changed = config.model_copy(update={"fitness": config.fitness.model_copy(update={"race_z": 2.0})})
     with pytest.raises(UserError, match="different config"):
         RunDir(tmp_path).pin(changed)
+
+
+def test_front_points_tie_within_noise_and_carry_their_standard_error():
+    front = [_entry("small", 0.80, 50, 1.0, f1_se=0.02), _entry("mid", 0.82, 80, 1.0, f1_se=0.02),
+             _entry("big", 0.95, 100, 1.0, f1_se=0.01), _entry("old", 0.96, 120, 1.0)]  # a journal row without an SE
+    points = front_points(front)
+    assert [p.ties for p in points] == [[1], [0], [], []]  # 0.02 apart < sqrt(2) * 0.02; 0.13 apart is not
+    assert points[0].f1_se == 0.02 and points[3].f1_se is None
+
+
+def test_complete_evaluations_carry_a_bootstrap_standard_error():
+    rng = np.random.default_rng(0)
+    labels = np.array([0, 1] * 20)
+    half = lambda y: Half(y, {"input_ids": [[i] for i in range(len(y))]})  # noqa: E731
+    eval_set = EvalSet([PolicyData("p", half(labels), half(labels))])
+    noisy = lambda f: np.clip(labels[: len(f["input_ids"])] * 0.6 + rng.random(len(f["input_ids"])) * 0.5, 0, 1)  # noqa: E731
+    result = Evaluator(eval_set, FitnessSettings(racing=(1.0,), latency_repeats=1)).evaluate(noisy, 1, "s")
+    assert result.f1_se is not None and 0 < result.f1_se < 0.2
+    off = Evaluator(eval_set, FitnessSettings(racing=(1.0,), latency_repeats=1, se_replicates=0)).evaluate(noisy, 1, "s")
+    assert off.f1_se is None

@@ -86,27 +86,29 @@ def pareto(
 
 
 def _print_front(run_dir: Path, entries: list, as_json: bool) -> None:
-    from engine.front import FrontPoint
+    from engine.front import front_points
     from engine.rundir import RunDir
 
     run = RunDir(run_dir)
-    front = [FrontPoint.of(k, e) for k, e in enumerate(run.front(entries))]
+    front = front_points(run.front(entries))
     raced = [e for e in entries if e.raced_out]
     saved = sum(e.full_forwards - e.forwards for e in entries)
     if as_json:
         typer.echo(json.dumps({"run_dir": str(run_dir), "evaluated": len(entries), "raced_out": len(raced), "forwards_saved": saved,
-                               "points": [{**p.model_dump(include={"point", "hash", "label", "f1", "size_bytes", "latency_ms", "recipe"}),
+                               "points": [{**p.model_dump(include={"point", "hash", "label", "f1", "f1_se", "ties", "size_bytes", "latency_ms", "recipe"}),
                                            "format": p.format or "hf"} for p in front]}))
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("point", "F1", "size MB", "ms/example", "operator", "layers", "dtype", "format", "label",
+    table = Table("point", "F1 ± SE", "ties with", "size MB", "ms/example", "operator", "layers", "dtype", "format", "label",
                   title=f"Pareto front of {run_dir} ({len(entries)} evaluated, {len(raced)} raced out, "
                         f"{saved} example-forwards saved by racing)")
     for p in front:
         r = p.recipe
-        table.add_row(str(p.point), f"{p.f1:.4f}", f"{p.size_bytes / 1e6:.2f}", f"{p.latency_ms:.2f}", r["operator"],
+        se = f" ± {p.f1_se:.4f}" if p.f1_se is not None else ""
+        table.add_row(str(p.point), f"{p.f1:.4f}{se}", ",".join(map(str, p.ties)) or "-", f"{p.size_bytes / 1e6:.2f}", f"{p.latency_ms:.2f}", r["operator"],
                       "all" if r["layers"] is None else ",".join(map(str, r["layers"])), r["dtype"], p.format or "hf", p.label or "")
     Console().print(table)
-    typer.echo(f"plots: {run.png}, {run.html}; export a point with `uniguard export {run_dir} --point K --out DIR`")
+    typer.echo(f"points that tie are within one combined standard error of F1: the data cannot rank them. "
+               f"plots: {run.png}, {run.html}; export a point with `uniguard export {run_dir} --point K --out DIR`")
