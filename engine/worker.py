@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from safetensors.torch import save as safetensors_bytes
 from transformers import AutoModelForSequenceClassification
@@ -24,6 +25,12 @@ from trainers.guard import score_token_ids
 def shape_key(recipe: Recipe, num_layers: int) -> str:
     """What size and latency depend on: the number of layers kept and the dtype."""
     return f"{len(recipe.layers) if recipe.layers is not None else num_layers}x{recipe.dtype}"
+
+
+def _unscorable_as_allowed(scores: np.ndarray) -> np.ndarray:
+    """A merge that overflows (NaN scores) is a bad candidate, not a failed search: its NaN scores
+    count as "never flags", so it earns no F1 for them and ranks low instead of stopping the run."""
+    return np.nan_to_num(scores, nan=0.0)
 
 
 class RecipeScorer:
@@ -44,7 +51,10 @@ class RecipeScorer:
         shape = shape_key(recipe, self.pool.num_layers)
         size = self._size(state, recipe, shape)
         batch = self.settings.batch_size
-        evaluation = self.evaluator.evaluate(lambda f: score_token_ids(model, self.tokenizer, f, batch), size, shape, front, latencies)
+        def score(features):
+            return _unscorable_as_allowed(score_token_ids(model, self.tokenizer, features, batch, finite=False))
+
+        evaluation = self.evaluator.evaluate(score, size, shape, front, latencies)
         evaluation.timings["merge_s"] = merge_s
         evaluation.seconds += merge_s
         return evaluation
