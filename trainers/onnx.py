@@ -141,10 +141,15 @@ def quantize_onnx_dir(source: str | Path, out_dir: str | Path) -> Path:
     return write_export_dir(Path(out_dir), build)
 
 
+def check_empty_out(out_dir: Path) -> None:
+    """Outputs never overwrite: a non-empty --out may be another guard, a pool member or a user's files."""
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise UserError(f"{out_dir}: already exists and is not empty; choose a new --out directory or remove it first")
+
+
 def write_export_dir(out_dir: Path, build) -> Path:
     """Build into a sibling temp dir and rename it into place, so a failed export leaves nothing half-written."""
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise UserError(f"{out_dir}: already exists and is not empty; choose a new --out directory or remove it first")
+    check_empty_out(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
