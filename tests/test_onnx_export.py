@@ -132,7 +132,7 @@ def test_onnx_export_dir_is_served(dirs, devset):
     import httpx
 
     from uniguard.serving.run import build_app, running_server
-from uniguard.serving.service import ServeSettings
+    from uniguard.serving.service import ServeSettings
 
     texts = devset[0][:8] + devset[0][-8:]
     with running_server(build_app(ServeSettings(model=str(dirs[2])))) as url:
