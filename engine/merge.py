@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 from safetensors.torch import save_file
@@ -20,6 +20,8 @@ from engine.layout import renumber_layer
 from engine.pool import ModelPool
 from engine.recipe import Recipe
 from trainers.guard import DEFAULT_MAX_LENGTH, GUARD_META_FILE
+from trainers.onnx import check_empty_out, write_export_dir
+from uniguard.core.errors import UserError
 from uniguard.core.io import write_json
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -94,10 +96,25 @@ def merged_config(pool: ModelPool, recipe: Recipe):
     return config
 
 
-def write_merged_model(pool: ModelPool, recipe: Recipe, out_dir: str | Path, state: dict[str, torch.Tensor] | None = None) -> Path:
-    """Write a Hugging Face guard directory: model.safetensors, config, tokenizer, uniguard.json."""
+def check_merge_out(out_dir: str | Path, sources: Iterable[str | Path]) -> None:
+    """Refuse an output that is one of the merge's own inputs (it would overwrite them) or not empty."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    for source in sources:
+        if out_dir.resolve() == Path(source).resolve():
+            raise UserError(f"{out_dir}: is {source}, one of the models being merged; writing there would overwrite it: "
+                            "choose a new --out directory")
+    check_empty_out(out_dir)
+
+
+def write_merged_model(pool: ModelPool, recipe: Recipe, out_dir: str | Path, state: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write a Hugging Face guard directory: model.safetensors, config, tokenizer, uniguard.json; built in a
+    temp dir and renamed into place, so a failed merge leaves nothing half-written."""
+    out_dir = Path(out_dir)
+    check_merge_out(out_dir, [pool.base_dir, *pool.candidate_dirs])
+    return write_export_dir(out_dir, lambda tmp: _write_merged(pool, recipe, tmp, state))
+
+
+def _write_merged(pool: ModelPool, recipe: Recipe, out_dir: Path, state: dict[str, torch.Tensor] | None) -> None:
     state = state if state is not None else merge_state_dict(pool, recipe)
     save_file(state, str(out_dir / "model.safetensors"), metadata={"format": "pt", "uniguard_recipe": recipe.hash})
     config = merged_config(pool, recipe)
@@ -106,7 +123,6 @@ def write_merged_model(pool: ModelPool, recipe: Recipe, out_dir: str | Path, sta
     anchor_dir = pool.candidate_dirs[recipe.anchor]
     AutoTokenizer.from_pretrained(anchor_dir, trust_remote_code=False).save_pretrained(out_dir)
     write_json(out_dir / GUARD_META_FILE, _guard_meta(pool, recipe))
-    return out_dir
 
 
 def _sources_meta(pool: ModelPool) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import operators
 from engine.recipe import Recipe
 from uniguard.core.errors import UserError
 from uniguard.core.io import read_yaml_mapping
@@ -38,10 +39,16 @@ class MergeConfig:
     recipe: Recipe
 
 
+_MERGEKIT_KEYS = ("merge_method", "base_model", "models", "parameters", "dtype")
+_MERGEKIT_MODEL_KEYS = ("model", "parameters")
+_MERGEKIT_MODEL_PARAMS = ("weight", *_PER_MODEL_GLOBALS)
+
+
 def load_merge_config(path: str | Path) -> MergeConfig:
     path = Path(path)
     raw = read_yaml_mapping(path, "merge config (uniguard: base_model/models/recipe; mergekit: merge_method/models)")
     config = _from_mergekit(raw, path) if "merge_method" in raw else _from_uniguard(raw, path)
+    _check_weights_sum(config.recipe, path)
     return MergeConfig(_resolve(config.base_model, path), tuple(_resolve(m, path) for m in config.models), config.recipe)
 
 
@@ -67,16 +74,36 @@ def _from_uniguard(raw: dict, path: Path) -> MergeConfig:
     return MergeConfig(base, tuple(models), Recipe.from_dict(raw.get("recipe", {}), f"{path}: recipe"))
 
 
+def _check_keys(keys, allowed: tuple[str, ...], where: str) -> None:
+    """A misspelt key would otherwise be ignored and the merge silently use a default."""
+    unknown = sorted(str(k) for k in keys if k not in allowed)
+    if unknown:
+        raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
+
+
 def _from_mergekit(raw: dict, path: Path) -> MergeConfig:
     method = raw["merge_method"]
     if method not in SHARED_METHODS:
         raise UserError(f"{path}: merge_method {method!r} is not one uniguard implements; use one of {', '.join(SHARED_METHODS)}")
     if "slices" in raw:
         raise UserError(f"{path}: mergekit `slices` are not supported; list whole models under `models:` (use recipe `layers` to drop layers)")
+    _check_keys(raw, _MERGEKIT_KEYS, str(path))
     entries = raw.get("models") or []
-    if not entries or not all(isinstance(e, dict) and isinstance(e.get("model"), str) for e in entries):
+    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) and isinstance(e.get("model"), str) for e in entries):
         raise UserError(f"{path}: `models` must be a list of mappings with a `model:` path")
+    for i, entry in enumerate(entries):
+        _check_keys(entry, _MERGEKIT_MODEL_KEYS, f"{path}: models[{i}]")
+        if not isinstance(entry.get("parameters") or {}, dict):
+            raise UserError(f"{path}: models[{i}].parameters must be a mapping such as {{weight: 1.0, density: 0.5}}")
+        _check_keys(entry.get("parameters") or {}, _MERGEKIT_MODEL_PARAMS, f"{path}: models[{i}].parameters")
+    if not isinstance(raw.get("parameters") or {}, dict):
+        raise UserError(f"{path}: `parameters` must be a mapping of global parameters such as {{normalize: true}}")
     base = raw.get("base_model")
+    if base is not None and not isinstance(base, str):
+        raise UserError(f"{path}: `base_model` must be a model path or hub id, got {type(base).__name__}")
+    if base is None and method != "slerp" and operators.get(method).needs_base:
+        raise UserError(f"{path}: merge_method {method} needs `base_model` (task vectors are model - base); "
+                        "add the model the candidates were fine-tuned from")
     models = [e["model"] for e in entries]
     if method == "slerp":  # mergekit interpolates from base_model (t = 0) to the other model (t = 1)
         others = [m for m in models if m != base]
@@ -101,6 +128,13 @@ def _from_mergekit(raw: dict, path: Path) -> MergeConfig:
             params[name] = value
     recipe["params"] = params
     return MergeConfig(base, tuple(models), Recipe.from_dict(recipe, str(path)))
+
+
+def _check_weights_sum(recipe: Recipe, path: Path) -> None:
+    """A linear merge divides by the weights' sum; at 0 it would write an all-zero model."""
+    if recipe.operator == "linear" and any(abs(sum(row)) < 1e-8 for row in recipe.weights):
+        raise UserError(f"{path}: linear merge weights sum to 0, which writes an all-zero model; "
+                        "give weights with a non-zero (usually positive) sum")
 
 
 def _one_value(name: str, per_model: list[dict], global_value: Any, path: Path) -> Any:

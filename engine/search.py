@@ -10,6 +10,7 @@ recipe it held, which is resubmitted.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,10 +66,37 @@ def loss(entry: JournalEntry, size_ref: float, latency_ref: float, objective: Ob
 
 def run_search(config: SearchConfig, run_dir: str | Path, budget: int | None = None, workers: int | None = None,
                address: str | None = None, progress: bool = True) -> list[JournalEntry]:
+    budget = config.budget if budget is None else _at_least_one("--budget", budget)
+    workers = config.workers if workers is None else _at_least_one("--workers", workers)
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        check_reachable(address)
     run = RunDir(run_dir)
     with run.writer_lock():
         run.pin(config)
-        return _search(config, run, budget or config.budget, workers or config.workers, address, progress)
+        return _search(config, run, budget, workers, address, progress)
+
+
+def _at_least_one(option: str, value: int) -> int:
+    if value < 1:
+        raise UserError(f"{option} {value}: must be at least 1; pass a positive number or leave it out to use the config's")
+    return value
+
+
+CONNECT_TIMEOUT_S = 10
+
+
+def check_reachable(address: str) -> None:
+    """Fail in seconds, naming the address, when nothing listens at a host:port Ray address:
+    ray.init would otherwise retry for minutes and end in a traceback."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto", "local" and other forms Ray resolves itself
+    try:
+        socket.create_connection((host.strip("[]") or "localhost", int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise UserError(f"--address {address}: cannot connect ({exc.strerror or exc}); check the address (or RAY_ADDRESS) "
+                        "and that the Ray head is running (`ray start --head`), or leave --address out for a local Ray") from None
 
 
 def _search(config: SearchConfig, run: RunDir, budget: int, workers: int, address: str | None, progress: bool) -> list[JournalEntry]:
@@ -119,7 +147,7 @@ def _search(config: SearchConfig, run: RunDir, budget: int, workers: int, addres
             except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError) as exc:
                 _replace_dead(ray, actors, job.actor, setup, config.fitness)
                 if job.attempts >= MAX_ATTEMPTS or not actors:
-                    raise UserError(f"recipe {job['recipe'].hash} failed on {job['attempts']} workers ({exc}); "
+                    raise UserError(f"recipe {job.recipe.hash} failed on {job.attempts} workers ({exc}); "
                                     "check the Ray cluster's health and rerun the same command to resume") from None
                 job.attempts += 1
                 _submit(actors, in_flight, job, journal, scores)
@@ -197,7 +225,6 @@ def _replace_dead(ray, actors: list, dead, setup: WorkerSetup, fitness: FitnessS
 def _init_ray(ray, address: str | None, workers: int) -> None:
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
     else:  # a local Ray, started for this search

@@ -10,6 +10,7 @@ import copy
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from safetensors.torch import save as safetensors_bytes
 from transformers import AutoModelForSequenceClassification
@@ -26,6 +27,12 @@ from trainers.guard import score_token_ids
 def shape_key(recipe: Recipe, num_layers: int) -> str:
     """What size and latency depend on: the number of layers kept and the dtype."""
     return f"{len(recipe.layers) if recipe.layers is not None else num_layers}x{recipe.dtype}"
+
+
+def _unscorable_as_allowed(scores: np.ndarray) -> np.ndarray:
+    """A merge that overflows (NaN scores) is a bad candidate, not a failed search: its NaN scores
+    count as "never flags", so it earns no F1 for them and ranks low instead of stopping the run."""
+    return np.nan_to_num(scores, nan=0.0)
 
 
 class RecipeScorer:
@@ -49,8 +56,11 @@ class RecipeScorer:
         size = self._size(state, recipe, shape)
         model = self._device_copy(recipe, model)
         batch, compute = self.settings.batch_size, self.compute
-        evaluation = self.evaluator.evaluate(lambda f: score_token_ids(model, self.tokenizer, f, batch, compute),
-                                             size, shape, front, latencies)
+
+        def score(features):
+            return _unscorable_as_allowed(score_token_ids(model, self.tokenizer, features, batch, compute, finite=False))
+
+        evaluation = self.evaluator.evaluate(score, size, shape, front, latencies)
         evaluation.timings["merge_s"] = merge_s
         evaluation.seconds += merge_s
         return evaluation

@@ -11,15 +11,16 @@ Stages, each cached in OUT so a rerun or an interrupted run picks up where it st
 
 from __future__ import annotations
 
-import json
 import shlex
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from uniguard.core.io import read_jsonl, write_json
+from uniguard.core.errors import UserError
+from uniguard.core.io import read_json, read_jsonl, write_json
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,11 @@ class Stages:
         marker = self.dir / f"{name}.json"
         if marker.is_file():
             self.say(f"[cached] {name}")
-            return json.loads(marker.read_text())["result"]
+            fix = f"delete it to rerun the {name} stage"
+            cached = read_json(marker, fix)
+            if not isinstance(cached, dict) or "result" not in cached:
+                raise UserError(f"{marker}: not a stage marker (no result field); {fix}")
+            return cached["result"]
         self.say(f"[start ] {name}")
         started = time.perf_counter()
         result = fn()
@@ -174,6 +179,8 @@ def export_front(run_dir: Path, out: Path, int8: bool = True) -> dict:
     }
     config = run.config()
     pool = ModelPool.load(config.pool.base, list(config.pool.candidates), config.names)
+    for name in (*chosen, "uniguard_int8"):  # exports refuse a non-empty --out; these are this stage's own, from a killed run
+        shutil.rmtree(out / name, ignore_errors=True)
     exported = {}
     for name, entry in chosen.items():
         export_entry(run_dir, entry, out / name, pool=pool)

@@ -8,7 +8,6 @@ MultiTaskGuard and merged UniGuard candidates are all `Guard`s. Per-policy decis
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -19,8 +18,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreT
 
 from synth.policy import Policy, load_policy
 from trainers.compute import Compute
-from uniguard.core.errors import UserError
-from uniguard.core.io import write_json
+from uniguard.core.errors import NonFiniteScore, UserError
+from uniguard.core.io import read_json, write_json
 
 GUARD_META_FILE = "uniguard.json"
 DEFAULT_MAX_LENGTH = 256
@@ -54,13 +53,40 @@ def check_model_dir(path: str | Path) -> Path:
 
 
 def load_classifier(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load model and tokenizer from a checked directory: safetensors only, no remote code."""
+    """Load model and tokenizer from a checked directory: safetensors only, no remote code.
+    Refuses what would load but score wrongly: non-finite weights, a missing or mismatched tokenizer."""
     path = check_model_dir(path)
     model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True, trust_remote_code=False)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     if model.config.num_labels != 2:
         raise UserError(f"{path}: a guard needs a 2-label head (0 = allowed, 1 = violates), got {model.config.num_labels} labels")
+    _check_finite_weights(path, model)
+    _check_tokenizer(path, tokenizer, model.get_input_embeddings().weight.shape[0])
     return model.eval(), tokenizer
+
+
+# Without tokenizer files, AutoTokenizer builds a tokenizer of only the special tokens (5 for BERT)
+# and every word becomes [UNK]; a real vocabulary is thousands of tokens.
+MIN_VOCAB_SIZE = 100
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+
+
+def _check_finite_weights(path: Path, model: PreTrainedModel) -> None:
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise UserError(f"{path}: weight {name} holds NaN or infinite values, so every score would be NaN; "
+                            "re-export, re-merge or retrain this guard (with a lower --lr if training diverged)")
+
+
+def _check_tokenizer(path: Path, tokenizer: PreTrainedTokenizerBase, embedding_rows: int) -> None:
+    size = len(tokenizer)
+    if size < MIN_VOCAB_SIZE:
+        missing = [name for name in TOKENIZER_FILES if not (path / name).is_file()]
+        raise UserError(f"{path}: no usable tokenizer (a {size}-token vocabulary; missing {', '.join(missing) or 'nothing'}); "
+                        "copy the tokenizer files of the model it was trained from into this directory")
+    if size > embedding_rows:
+        raise UserError(f"{path}: the tokenizer has {size} tokens but the model only {embedding_rows} input embeddings; "
+                        "the tokenizer belongs to another model: copy the right tokenizer files into this directory")
 
 
 @dataclass
@@ -78,7 +104,7 @@ class Guard:
     def load(cls, path: str | Path) -> "Guard":
         model, tokenizer = load_classifier(path)
         meta_path = Path(path) / GUARD_META_FILE
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        meta = read_json(meta_path, f"re-export the guard or delete {GUARD_META_FILE} (thresholds fall back to 0.5)") if meta_path.is_file() else {}
         return cls(
             model=model,
             tokenizer=tokenizer,
@@ -226,16 +252,22 @@ def _private_backend(tokenizer: PreTrainedTokenizerBase):
 
 
 def score_batches(
-    tokenizer: PreTrainedTokenizerBase, features: dict[str, list[list[int]]], batch_size: int, probs_of
+    tokenizer: PreTrainedTokenizerBase, features: dict[str, list[list[int]]], batch_size: int, probs_of,
+    finite: bool = True,
 ) -> np.ndarray:
     """The one scoring loop of every runtime: length-sorted batches padded per batch, scored by
-    `probs_of(padded numpy batch)`, returned in input order."""
+    `probs_of(padded numpy batch)`, returned in input order. A NaN score compares False with every
+    threshold, i.e. "allowed", so with `finite` (the default) any non-finite score raises `NonFiniteScore`."""
     lengths = [len(ids) for ids in features["input_ids"]]
     order = np.argsort(lengths, kind="stable")
     scores = np.empty(len(lengths), dtype=np.float32)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         scores[idx] = probs_of(tokenizer.pad({k: [v[i] for i in idx] for k, v in features.items()}, return_tensors="np"))
+    bad = np.flatnonzero(~np.isfinite(scores))
+    if finite and bad.size:
+        raise NonFiniteScore(f"input {int(bad[0])} ({bad.size} of {len(scores)} in all) got a NaN or infinite score, so no "
+                             "verdict can be given; the guard's weights overflow or are corrupt: re-export, re-merge (float32) or retrain it")
     return scores
 
 
@@ -247,7 +279,7 @@ def torch_violation_probs(model: PreTrainedModel, batch, compute: Compute = Comp
 
 def score_token_ids(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, features: dict[str, list[list[int]]], batch_size: int = 64,
-    compute: Compute = Compute(),
+    compute: Compute = Compute(), finite: bool = True,
 ) -> np.ndarray:
     """P(label 1) of a bare PyTorch classifier (training, fitness) for pre-tokenised features."""
-    return score_batches(tokenizer, features, batch_size, lambda batch: torch_violation_probs(model, batch, compute))
+    return score_batches(tokenizer, features, batch_size, lambda batch: torch_violation_probs(model, batch, compute), finite)

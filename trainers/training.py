@@ -35,7 +35,7 @@ from trainers.losses import MaskedLMHead, adversarial_loss, classification_loss,
 from trainers.metrics import THRESHOLD_RULES, best_threshold, evaluate_scores, macro_average
 from uniguard.core.assets import resolve_model
 from uniguard.core.errors import UserError, format_validation_error
-from uniguard.core.io import write_json
+from uniguard.core.io import read_json, write_json
 
 CHECKPOINT_DIR = "checkpoint"
 # The policy instruction is never truncated and takes 41-83 tokens for the built-in policies (MiniLM's
@@ -233,14 +233,32 @@ def _checkpoint_dir(out_dir: Path) -> Optional[Path]:
 
 
 def load_checkpoint(ckpt: Path, trainable: _Trainable, optimizer, scheduler) -> TrainState:
-    load_model(trainable, str(ckpt / "trainable.safetensors"))
-    _load_optimizer_tensors(optimizer, load_file(str(ckpt / "optimizer.safetensors")))
-    torch.set_rng_state(load_file(str(ckpt / "rng.safetensors"))["torch"])
-    meta = json.loads((ckpt / "state.json").read_text())
-    scheduler.load_state_dict({**meta["scheduler"], "lr_lambdas": [None] * len(optimizer.param_groups)})
+    """Resume from `ckpt`; a damaged one (truncated file, missing field) is a user error naming it."""
+    try:
+        load_model(trainable, str(ckpt / "trainable.safetensors"))
+        _load_optimizer_tensors(optimizer, load_file(str(ckpt / "optimizer.safetensors")))
+        torch.set_rng_state(load_file(str(ckpt / "rng.safetensors"))["torch"])
+        meta = _checkpoint_state(ckpt)
+        scheduler.load_state_dict({**meta["scheduler"], "lr_lambdas": [None] * len(optimizer.param_groups)})
+        state = TrainState(**meta["state"])
+    except UserError:
+        raise
+    except Exception as exc:  # safetensors, torch and the records raise many types for a damaged file
+        raise UserError(f"{ckpt}: corrupt checkpoint ({type(exc).__name__}: {exc}); {_restart(ckpt)}") from None
     for group, lr in zip(optimizer.param_groups, scheduler.get_last_lr()):
         group["lr"] = lr  # param-group hyperparameters are not in optimizer.safetensors
-    return TrainState(**meta["state"])
+    return state
+
+
+def _restart(ckpt: Path) -> str:
+    return f"delete {ckpt} (or pass --overwrite) to restart this training run from the base model"
+
+
+def _checkpoint_state(ckpt: Path) -> dict:
+    meta = read_json(ckpt / "state.json", _restart(ckpt))
+    if not isinstance(meta, dict) or not {"fingerprint", "scheduler", "state"} <= set(meta):
+        raise UserError(f"{ckpt / 'state.json'}: not a checkpoint state (needs fingerprint, scheduler, state); {_restart(ckpt)}")
+    return meta
 
 
 def save_best(out_dir: Path, model) -> None:
@@ -322,7 +340,17 @@ def _training_step(model, mlm_head, tokenizer, batch, labels, special, config: T
         losses["ce"] = classification_loss(model(**batch).logits, labels)
     if config.mlm_weight > 0:
         losses["mlm"] = masked_lm_loss(model, mlm_head, batch, special, tokenizer, config.mlm_probability)
+    _check_finite_losses(losses, config)
     return losses
+
+
+def _check_finite_losses(losses: dict[str, torch.Tensor], config: TrainConfig) -> None:
+    """Stop at the first non-finite loss: a step on it would fill the weights with NaN, and the saved
+    guard would score every text NaN (i.e. allow it)."""
+    for name, value in losses.items():
+        if not bool(torch.isfinite(value.detach()).all()):
+            raise UserError(f"training diverged: the {name} loss became {float(value.detach()):g}; rerun with a lower "
+                            f"--lr (now {config.learning_rate:g}) and --overwrite")
 
 
 def train_guard(
@@ -379,7 +407,7 @@ def train_guard(
     state = TrainState()
     ckpt = _checkpoint_dir(out_dir)
     if ckpt is not None:
-        saved = json.loads((ckpt / "state.json").read_text())["fingerprint"]
+        saved = _checkpoint_state(ckpt)["fingerprint"]
         if saved != fingerprint:
             raise UserError(
                 f"{out_dir}: holds a checkpoint of a different run (other data or options); "

@@ -2,8 +2,8 @@
 
 One module per command group (`uniguard/cli/*.py`), each adding its commands with `register(app)`;
 the commands import the packages they drive inside their bodies, so `uniguard --help` imports no
-model code. User errors (`UserError`) print one clear message and exit
-with status 2; anything else is a bug and keeps its traceback.
+model code. User errors (`UserError`) print one clear message and exit with status 2; anything
+else is a bug: one line naming it and exit 1, or the traceback with `--debug` / UNIGUARD_DEBUG=1.
 """
 
 from __future__ import annotations
@@ -30,9 +30,17 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+DEBUG_ENV = "UNIGUARD_DEBUG"
+_debug = False  # --debug of the current run, read by main() once the command has failed
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    debug: bool = typer.Option(False, "--debug", help=f"Show the full traceback of an unexpected error (or set {DEBUG_ENV}=1)."),
+) -> None:
     """Evolutionary model merging for small, fast, accurate guardrail classifiers."""
+    global _debug
+    _debug = debug
 
 
 from uniguard.cli import deploy, guards, ops, pipelines, search, synthesis  # noqa: E402
@@ -42,11 +50,22 @@ for _group in (ops, search, synthesis, guards, deploy, pipelines):
 
 
 def main() -> None:
+    global _debug
+    _debug = False
     try:
-        app()
+        app()  # typer reports bad flags and arguments itself (exit 2); other exceptions reach us
     except UserError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        _print_error(str(exc))
         sys.exit(2)
+    except Exception as exc:
+        if _debug or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            raise
+        _print_error(f"{type(exc).__name__}: {exc} (this is a bug; rerun with --debug for the traceback)")
+        sys.exit(1)
+
+
+def _print_error(message: str) -> None:
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

@@ -24,12 +24,13 @@ def merge(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Merge candidate guards with one recipe and write a Hugging Face guard directory."""
-    from engine.merge import write_merged_model
+    from engine.merge import check_merge_out, write_merged_model
     from engine.merge_config import load_merge_config, to_mergekit
     from engine.pool import ModelPool
     from uniguard.core.io import atomic_write_text
 
     merge_config = load_merge_config(config)
+    check_merge_out(out, [merge_config.base_model, *merge_config.models])  # before minutes of loading
     start = time.perf_counter()
     pool = ModelPool.load(merge_config.base_model, list(merge_config.models))
     loaded = time.perf_counter()

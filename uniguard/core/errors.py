@@ -14,6 +14,11 @@ class UserError(Exception):
     """An error caused by user input; its message is shown to the user as is."""
 
 
+class NonFiniteScore(UserError):
+    """A guard produced a NaN or infinite score. Raised instead of returning it, because every
+    threshold comparison with NaN is False: the text would silently be "allowed" (fail open)."""
+
+
 def format_validation_error(exc: ValidationError) -> str:
     """One line per problem, `field.path: message`, for every pydantic-validated input."""
     lines = []

@@ -49,6 +49,48 @@ def append_jsonl(path: str | Path, row: dict) -> None:
         os.fsync(f.fileno())
 
 
+def read_utf8(path: Path, *, tolerate_torn_tail: bool = False) -> str:
+    """A text file's contents; bytes that are not UTF-8 are a user error naming the file and line
+    (except in an unterminated last line with `tolerate_torn_tail`: a kill mid-character drops it)."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if tolerate_torn_tail and b"\n" not in data[exc.start :]:
+            return data[: data.rfind(b"\n") + 1].decode("utf-8")
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise UserError(f"{path}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x}); "
+                        "save the file with UTF-8 encoding") from None
+
+
+def read_json(path: str | Path, fix: str) -> Any:
+    """A JSON file uniguard wrote itself (state, markers, metadata); a corrupt one names itself and `fix`."""
+    path = Path(path)
+    try:
+        return json.loads(read_utf8(path))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: corrupt JSON ({exc.msg} at line {exc.lineno}); {fix}") from None
+
+
+def clean_unicode(text: str) -> str:
+    """Lone surrogates (legal in JSON escapes, illegal in UTF-8) become U+FFFD so the tokenizer never fails."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
+def _clean_strings(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_unicode(value)
+    if isinstance(value, list):
+        return [_clean_strings(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _clean_strings(v) for k, v in value.items()}
+    return value
+
+
 def iter_jsonl(path: str | Path, *, tolerate_torn_tail: bool = False) -> Iterator[dict]:
     """Yield rows of a JSON Lines file.
 
@@ -58,7 +100,11 @@ def iter_jsonl(path: str | Path, *, tolerate_torn_tail: bool = False) -> Iterato
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: file not found; check the path (expected a JSON Lines file)")
-    lines = path.read_text(encoding="utf-8").splitlines()
+    # split on "\n" only: str.splitlines() also breaks at U+2028 and friends, which
+    # json.dumps(ensure_ascii=False) leaves raw inside strings
+    lines = read_utf8(path, tolerate_torn_tail=tolerate_torn_tail).split("\n")
+    if lines[-1] == "":
+        lines.pop()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -70,7 +116,8 @@ def iter_jsonl(path: str | Path, *, tolerate_torn_tail: bool = False) -> Iterato
             raise UserError(f"{path}:{number}: not valid JSON ({exc.msg}); fix or remove that line") from None
         if not isinstance(row, dict):
             raise UserError(f"{path}:{number}: each line must be a JSON object, got {type(row).__name__}")
-        yield row
+        # only a \\u escape can smuggle in a lone surrogate; skip the walk for lines without one
+        yield _clean_strings(row) if "\\u" in line else row
 
 
 def read_jsonl(path: str | Path, **kwargs: Any) -> list[dict]:
@@ -85,7 +132,7 @@ def read_yaml_mapping(path: str | Path, what: str) -> dict:
     if not path.is_file():
         raise UserError(f"{path}: {what} not found; check the path")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(read_utf8(path))
     except yaml.YAMLError as exc:
         raise UserError(f"{path}: not valid YAML ({exc}); fix the syntax") from None
     if not isinstance(raw, dict):

@@ -29,7 +29,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from synth.policy import Policy, builtin_policy_names, load_policies, load_policy
 from trainers.guard import Guard
 from trainers.onnx import OnnxGuard
-from uniguard.core.errors import UserError
+from uniguard.core.errors import NonFiniteScore, UserError
+from uniguard.core.io import clean_unicode
 from uniguard.serving.batcher import MicroBatcher, ServerBusy
 from uniguard.serving.limits import BodySizeLimit, LimitExceeded
 from uniguard.serving.schema import CheckRequest, CheckResponse, ErrorBody, Health, PolicyVerdict, TextResult
@@ -105,7 +106,7 @@ class GuardService:
 
     def encode(self, texts: list[str], policies: list[Policy]) -> dict[str, list[list[int]]]:
         """Tokenise every (policy, text) pair, policy-major; policies whose instruction leaves no room are refused."""
-        texts = [_clean_unicode(t) for t in texts]
+        texts = [clean_unicode(t) for t in texts]
         merged: dict[str, list[list[int]]] = {}
         for i, policy in enumerate(policies):
             try:
@@ -150,15 +151,6 @@ class RequestError(Exception):
         super().__init__(f"{field_path}: {message}")
 
 
-def _clean_unicode(text: str) -> str:
-    """Lone surrogates (legal in JSON escapes, illegal in UTF-8) become U+FFFD so the tokenizer never fails."""
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-
-
 def create_app(guard: Guard, settings: ServeSettings) -> FastAPI:
     service = GuardService(guard, settings)
 
@@ -172,7 +164,8 @@ def create_app(guard: Guard, settings: ServeSettings) -> FastAPI:
         summary="Check texts against guardrail policies with a small encoder guard.",
         version=_version(),
         lifespan=lifespan,
-        responses={400: {"model": ErrorBody}, 413: {"model": ErrorBody}, 422: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+        responses={400: {"model": ErrorBody}, 413: {"model": ErrorBody}, 422: {"model": ErrorBody}, 500: {"model": ErrorBody},
+                   503: {"model": ErrorBody}},
     )
     app.state.service = service
 
@@ -212,6 +205,15 @@ def create_app(guard: Guard, settings: ServeSettings) -> FastAPI:
     @app.exception_handler(UserError)
     async def user_error(_: Request, exc: UserError) -> JSONResponse:
         return _error(422, "invalid_request", str(exc))
+
+    # The model, not the request, is at fault: 5xx, so no client reads an unscored text as allowed.
+    @app.exception_handler(NonFiniteScore)
+    async def unscorable(_: Request, exc: NonFiniteScore) -> JSONResponse:
+        return _error(500, "unscorable", str(exc))
+
+    @app.exception_handler(Exception)
+    async def internal_error(_: Request, exc: Exception) -> JSONResponse:
+        return _error(500, "internal_error", f"scoring failed ({type(exc).__name__}); see the server log")
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
