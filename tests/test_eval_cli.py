@@ -7,6 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from experiments.smoke_pool import save_tiny_guard, tiny_classifier
+from trainers.compute import resolve_compute
 from trainers.guard import Guard
 from trainers.metrics import per_policy_metrics
 from uniguard.cli import app
@@ -44,7 +45,7 @@ def test_eval_json_matches_direct_computation(guard_dir, data_file):
     result = invoke(["eval", "--model", str(guard_dir), "--data", str(data_file), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    guard = Guard.load(guard_dir)
+    guard = Guard.load(guard_dir).to(resolve_compute())  # the command's default device and precision
     scores = np.concatenate(
         [guard.score([r["text"] for r in ROWS if r["policy"] == p], p) for p in ("prompt_injection", "violence_weapons")]
     )
@@ -95,7 +96,7 @@ def test_classify_json_one_object_per_text(guard_dir):
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert [o["text"] for o in out] == texts
-    expected = Guard.load(guard_dir).score(texts, "prompt_injection")
+    expected = Guard.load(guard_dir).to(resolve_compute()).score(texts, "prompt_injection")
     for o, s in zip(out, expected):
         assert o["score"] == pytest.approx(float(s), abs=1e-6)
         assert o["violates"] == (o["score"] >= o["threshold"])
