@@ -4,6 +4,7 @@
     RUN/journal.jsonl    every evaluated recipe (engine.journal)
     RUN/variants.jsonl   measured deployment variants of front points (engine.variants)
     RUN/pareto.json      the front (engine.front.FrontPoint per point), pareto.png, pareto.html
+    RUN/confirmation.json  the front's best re-scored on data the search never used (engine.confirm)
     RUN/.lock            held by the one search writing the run
 
 Readers (`uniguard pareto`, export, reports) never write the journal; one writer at a time holds the
@@ -47,6 +48,10 @@ class RunDir:
     @property
     def front_file(self) -> Path:
         return self.path / "pareto.json"
+
+    @property
+    def confirmation_file(self) -> Path:
+        return self.path / "confirmation.json"
 
     @property
     def png(self) -> Path:

@@ -104,7 +104,7 @@ def _search(config: SearchConfig, run: RunDir, budget: int, workers: int, addres
     from tqdm import tqdm
 
     journal = run.journal(writable=True)
-    setup = _prepare(config)
+    setup = prepare(config)
     space = SearchSpace(config.space, setup.pool.num_candidates, setup.pool.num_layers)
     strategy = make_strategy(config.strategy, space, budget, workers)
     size_ref = setup.size_ref
@@ -233,8 +233,9 @@ def _init_ray(ray, address: str | None, workers: int) -> None:
         ray.init(address="local", num_cpus=workers, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
 
 
-def _prepare(config: SearchConfig) -> WorkerSetup:
-    """Load the pool and the validation data once in the driver; workers get them by reference."""
+def prepare(config: SearchConfig, data: str | Path | None = None) -> WorkerSetup:
+    """Load the pool and the validation data (or `data`, e.g. a confirmation split) once in the
+    driver; workers get them by reference."""
     from transformers import AutoTokenizer
 
     from engine.merge import guards_max_length
@@ -243,7 +244,7 @@ def _prepare(config: SearchConfig) -> WorkerSetup:
     from trainers.data import load_rows, policy_names, resolve_policies
 
     pool = ModelPool.load(config.pool.base, list(config.pool.candidates), config.names)
-    examples = load_rows(config.data.validation)
+    examples = load_rows(data or config.data.validation)
     names = list(config.data.policies) or policy_names(examples)
     policies = resolve_policies(names, names)
     tokenizer = AutoTokenizer.from_pretrained(pool.candidate_dirs[0], trust_remote_code=False)

@@ -103,10 +103,10 @@ def _evaluate_fully(full_config, raced: list[JournalEntry]) -> list[JournalEntry
     from transformers import AutoTokenizer
 
     from engine.recipe import Recipe
-    from engine.search import _latencies, _prepare
+    from engine.search import _latencies, prepare
     from engine.worker import RecipeScorer
 
-    setup = _prepare(full_config)
+    setup = prepare(full_config)
     tokenizer = AutoTokenizer.from_pretrained(setup.tokenizer_dir)
     evaluator = RecipeScorer(setup.pool, setup.eval_set, tokenizer, full_config.fitness)
     latencies = _latencies(raced)

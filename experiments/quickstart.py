@@ -3,8 +3,10 @@
 Stages, each cached in OUT so a rerun or an interrupted run picks up where it stopped:
   1. synth     synthetic train / validation / test data for the built-in policies
   2. train     one single-policy guard per policy and MultiTaskGuard over all of them (MiniLM)
-  3. search    Ray-distributed evolutionary search over merge recipes (UniGuard)
-  4. export    the Pareto front's best-F1 and smallest members as Hugging Face guards
+  3. search    Ray-distributed evolutionary search over merge recipes, scored on a separate fitness
+               set (fresh synthetic data, none of it seen in training), then the front's best and the
+               baselines re-scored on a confirmation split the search never used (UniGuard = best there)
+  4. export    UniGuard and the front's smallest member as Hugging Face guards
   5. evaluate  every guard, fixed merge and baseline on the synthetic test splits and real dev sets
   6. report    report.md and report.html (plots embedded)
 """
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from uniguard.core.errors import UserError
-from uniguard.core.io import read_json, read_jsonl, write_json
+from uniguard.core.io import read_json, read_jsonl, write_json, write_jsonl
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,9 @@ class Plan:
     seed: int = 0
     base_model: str | None = None  # None = the offline MiniLM; any Hugging Face encoder directory or hub id
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train / validation / test shares of the synthetic data
+    # synthetic samples per policy (before dedup) for the search's scoring data and, as much again, the
+    # confirmation split: a fresh draw (another seed) with every text of the training data removed
+    fitness_n: int = 600
     # None = the trainer's default (256 tokens, capped at the model's positions): the policy instruction
     # alone takes 41-83 tokens, and at 128 long real prompts lost their payload to truncation
     max_length: int | None = None
@@ -46,7 +51,7 @@ class Plan:
 PLANS = {
     "default": Plan(policies=None, n=160, epochs=2, budget=32, workers=2, devset_rows=60, judge_rows=8),
     "fast": Plan(policies=("prompt_injection", "violence_weapons", "pii_disclosure"), n=80, epochs=1, budget=12, workers=2,
-                 devset_rows=30, judge_rows=4),
+                 devset_rows=30, judge_rows=4, fitness_n=160),
 }
 
 
@@ -90,8 +95,11 @@ def run_quickstart(out: Path, fast: bool = False, say: Callable[[str], None] = p
     for policy in policies:
         guards[policy] = Path(stages.run(f"train_single_{policy}", lambda p=policy: train_policies(plan, data, out / "guards" / p, [p])))
     guards["multitask"] = Path(stages.run("train_multitask", lambda: train_policies(plan, data, out / "guards" / "multitask", policies)))
+    fitness = out / "data_fitness"
+    stages.run("synth_fitness", lambda: synthesize_fitness(policies, plan, data, fitness))
     run_dir = out / "search"
-    stages.run("search", lambda: search_stage(plan, guards, data, run_dir))
+    stages.run("search", lambda: search_stage(plan, guards, fitness / SEARCH_FILE, run_dir))
+    stages.run("confirm", lambda: confirm_stage(run_dir, fitness / CONFIRMATION_FILE))
     exports = stages.run("export", lambda: export_front(run_dir, out / "exports"))
     results = stages.run("evaluate", lambda: _evaluate(plan, policies, guards, exports, data, out))
     report = _write_report(out, plan, policies, results, fast)
@@ -123,7 +131,35 @@ def train_policies(plan: Plan, data: Path, out_dir: Path, policies: list[str]) -
     return str(out_dir)
 
 
-def search_config(plan: Plan, guards: dict[str, Path], data: Path, strategy: str = "TwoPointsDE",
+SEARCH_FILE, CONFIRMATION_FILE = "search.jsonl", "confirmation.jsonl"
+
+
+def synthesize_fitness(policies: list[str], plan: Plan, data: Path, out_dir: Path) -> dict:
+    """The search's scoring data and the confirmation split: a fresh synthetic draw (seed + 1), halved,
+    with every text that is in the training data's splits removed, so the search ranks recipes on
+    examples no guard trained on and confirmation reads examples the search never saw."""
+    from synth.generate import BackendSpec, SynthSettings, run_synthesis
+    from synth.policy import load_policies
+
+    run_synthesis(load_policies(policies), BackendSpec("template"),
+                  SynthSettings(n=plan.fitness_n, seed=plan.seed + 1, fractions=(0.0, 0.5, 0.5)), out_dir / "draw")
+    seen = {row["text"] for split in ("train", "validation", "test") for row in read_jsonl(data / f"{split}.jsonl")}
+    counts = {}
+    for source, name in (("validation", SEARCH_FILE), ("test", CONFIRMATION_FILE)):
+        rows = [row for row in read_jsonl(out_dir / "draw" / f"{source}.jsonl") if row["text"] not in seen]
+        write_jsonl(out_dir / name, rows)
+        counts[name] = len(rows)
+    return counts
+
+
+def confirm_stage(run_dir: Path, data: Path) -> list[dict]:
+    from engine.confirm import confirm
+    from engine.rundir import RunDir
+
+    return [c.model_dump() for c in confirm(RunDir(run_dir), data)]
+
+
+def search_config(plan: Plan, guards: dict[str, Path], validation: Path, strategy: str = "TwoPointsDE",
                   weight_groups: int | str = 2):
     from engine.config import DataConfig, PoolConfig, SearchConfig
     from engine.space import SpaceConfig
@@ -135,7 +171,7 @@ def search_config(plan: Plan, guards: dict[str, Path], data: Path, strategy: str
     return SearchConfig(
         pool=PoolConfig(base=resolve_model(plan.base_model), candidates=tuple(str(guards[n]) for n in names),
                         names=tuple(names), multitask="multitask"),
-        data=DataConfig(validation=str(data / "validation.jsonl")),
+        data=DataConfig(validation=str(validation)),
         space=SpaceConfig(operators=("ties", "dare_ties", "task_arithmetic", "linear", "della"), weight_groups=weight_groups,
                           scopes=("all", "all_but_head"), layers="search", dtypes=("float32", "float16"),
                           anchor=names.index("multitask"), seed=plan.seed),
@@ -145,20 +181,21 @@ def search_config(plan: Plan, guards: dict[str, Path], data: Path, strategy: str
     )
 
 
-def search_stage(plan: Plan, guards: dict[str, Path], data: Path, run_dir: Path, address: str | None = None, **space) -> dict:
+def search_stage(plan: Plan, guards: dict[str, Path], validation: Path, run_dir: Path, address: str | None = None, **space) -> dict:
     import ray
 
     from engine.search import run_search
 
     try:
-        entries = run_search(search_config(plan, guards, data, **space), run_dir, address=address, progress=True)
+        entries = run_search(search_config(plan, guards, validation, **space), run_dir, address=address, progress=True)
     finally:
         ray.shutdown()
     return {"evaluated": len(entries), "run_dir": str(run_dir)}
 
 
 def export_front(run_dir: Path, out: Path, int8: bool = True) -> dict:
-    """The front's best-F1 member (UniGuard) and smallest member, plus the fixed merges the search
+    """UniGuard (the best candidate on the confirmation split, or the front's best-F1 member where the
+    run has no confirmation) and the front's smallest member, plus the fixed merges the search
     evaluated first (uniform average, TIES defaults), each with its calibrated thresholds; with `int8`,
     also UniGuard as an int8 ONNX guard, measured like a merge and put on the run's Pareto front."""
     from engine.export import export_entry
@@ -171,8 +208,10 @@ def export_front(run_dir: Path, out: Path, int8: bool = True) -> dict:
     run = RunDir(run_dir)
     entries = run.entries()
     front = pareto_front(entries)
+    journal = run.journal()
+    confirmed = read_json(run.confirmation_file, "rerun the confirm stage")["candidates"] if run.confirmation_file.is_file() else []
     chosen = {
-        "uniguard": max(front, key=lambda e: (e.f1, -e.size_bytes)),
+        "uniguard": journal.get(confirmed[0]["hash"]) if confirmed else max(front, key=lambda e: (e.f1, -e.size_bytes)),
         "uniguard_smallest": min(front, key=lambda e: (e.size_bytes, -e.f1)),
         "uniform_average": next(e for e in entries if e.label == "uniform average"),
         "ties_defaults": next(e for e in entries if e.label == "TIES defaults"),

@@ -64,6 +64,21 @@ def front_table(search: list[JournalEntry]) -> str:
     return _table(["point", "validation F1", "MB", "ms/example", "operator", "layers", "scope", "dtype", "format", "label"], rows)
 
 
+def confirmation_table(run: RunDir) -> str:
+    """Search score vs confirmation score of the candidates the confirm stage re-scored."""
+    if not run.confirmation_file.is_file():
+        return "_no confirmation split in this run_"
+    import json
+
+    rows = [[str(k), c["hash"][:12], c["label"] or "", _pm(c["search_f1"], c["search_f1_se"]), _pm(c["confirm_f1"], c["confirm_f1_se"])]
+            for k, c in enumerate(json.loads(run.confirmation_file.read_text())["candidates"])]
+    return _table(["rank", "recipe", "label", "search F1 ± SE", "confirmation F1 ± SE"], rows)
+
+
+def _pm(value, se) -> str:
+    return _f(value) + (f" ± {_f(se)}" if se is not None else "")
+
+
 def render_report(out: Path, plan, policies: list[str], results: dict, search: list[JournalEntry], command: str, python: str) -> Path:
     raced = sum(1 for e in search if e.raced_out)
     saved = sum(e.full_forwards - e.forwards for e in search)
@@ -98,6 +113,10 @@ Best source model on the test split: {best_source[1]} (macro F1 {_f(best_source[
 {front_table(RunDir(out / "search").with_variants(search))}
 
 ![Pareto front](search/pareto.png)
+
+### Confirmation (the front's best and the baselines on data the search never used; UniGuard = rank 0)
+
+{confirmation_table(RunDir(out / "search"))}
 
 ## Reproduce
 

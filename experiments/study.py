@@ -123,7 +123,7 @@ def run_seed(config: StudyConfig, seed: int, out: Path, say: Callable[[str], Non
     exports = {}
     for arm_name in ARMS:
         arm, run_dir = getattr(config, arm_name), out / "search" / arm_name
-        stages.run(f"search_{arm_name}", lambda: search_stage(plan, guards, data, run_dir, address=config.address,
+        stages.run(f"search_{arm_name}", lambda: search_stage(plan, guards, data / "validation.jsonl", run_dir, address=config.address,
                                                          strategy=arm.strategy, weight_groups=arm.weight_groups))
         exports[arm_name] = stages.run(f"export_{arm_name}", lambda: export_front(run_dir, out / "exports" / arm_name, int8=False))
     return stages.run("evaluate", lambda: evaluate_seed(plan, policies, guards, held_out_guard, exports, data, out))

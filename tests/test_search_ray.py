@@ -127,3 +127,21 @@ def test_a_local_search_starts_its_own_ray_even_when_another_cluster_runs_here()
         assert result.stdout.strip().splitlines()[-1] == "1.0"  # its own 1-CPU instance, not the 3-CPU cluster
     finally:
         cluster.shutdown()
+
+
+def test_confirmation_rescores_the_front_and_the_baselines_on_new_data(smoke_search_run, tmp_path):
+    """The confirm step scores the front's best and the known-good baselines on a split the search
+    never saw, with the search's protocol; the best there comes first, and a fresh read of the same
+    split gives the same numbers."""
+    from engine.confirm import confirm
+    from engine.rundir import RunDir
+
+    run = RunDir(smoke_search_run)
+    confirmation = Path(run.config().data.validation)  # the smoke pool has one split: same data, so scores match
+    results = confirm(run, confirmation, top=2)
+    entries = {e.hash: e for e in run.entries()}
+    assert {r.hash for r in results} >= {e.hash for e in entries.values() if e.label and not e.raced_out}
+    assert [r.confirm_f1 for r in results] == sorted((r.confirm_f1 for r in results), reverse=True)
+    for r in results:  # same data and protocol as the search: the search's F1 comes back
+        assert r.confirm_f1 == pytest.approx(entries[r.hash].f1, abs=1e-6) and r.confirm_f1_se is not None
+    assert json.loads(run.confirmation_file.read_text())["candidates"][0]["hash"] == results[0].hash

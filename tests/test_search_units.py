@@ -200,7 +200,7 @@ def test_search_scores_at_the_guards_own_token_limit_by_default(tmp_path):
     will use (the smallest of the guards', capped at the model's positions), so its thresholds are
     calibrated on what the guard will see."""
     from engine.merge import guards_max_length
-    from engine.search import _prepare
+    from engine.search import prepare
     from experiments.smoke_pool import TINY_MAX_LENGTH, build_smoke_pool
 
     pool_dir = build_smoke_pool(tmp_path / "pool")
@@ -213,13 +213,13 @@ def test_search_scores_at_the_guards_own_token_limit_by_default(tmp_path):
     for name in ("guard_a", "guard_b", "guard_c"):
         meta_file = pool_dir / name / "uniguard.json"
         meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "max_length": 4096}))
-    setup = _prepare(config)
+    setup = prepare(config)
     assert guards_max_length(setup.pool) == TINY_MAX_LENGTH  # capped at the tiny model's positions
     assert max(_pair_lengths(setup)) > 100  # long pairs stay whole at 128
 
     meta_file = pool_dir / "guard_b" / "uniguard.json"
     meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "max_length": 80}))
-    assert max(_pair_lengths(_prepare(config))) == 80  # the guard with the smallest limit sets it
+    assert max(_pair_lengths(prepare(config))) == 80  # the guard with the smallest limit sets it
 
 
 def _pair_lengths(setup) -> list[int]:

@@ -15,6 +15,7 @@ def register(app: typer.Typer) -> None:
     app.command()(merge)
     app.command()(search)
     app.command()(pareto)
+    app.command()(confirm)
 
 
 def merge(
@@ -86,6 +87,33 @@ def pareto(
     _print_front(run_dir, entries, as_json)
 
 
+def confirm(
+    run_dir: Path = typer.Argument(..., help="A search run directory."),
+    data: Path = typer.Option(..., "--data", help="Labelled JSONL the search never used (a confirmation split)."),
+    top: int = typer.Option(5, min=1, help="How many of the front's best (by search F1) to re-score; the baselines always are."),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """Re-score the front's best recipes and the baselines on a confirmation split; the best there is UniGuard."""
+    from engine.confirm import confirm as run_confirm
+    from engine.rundir import RunDir
+
+    results = run_confirm(RunDir(run_dir), data, top)
+    if as_json:
+        typer.echo(json.dumps([r.model_dump() for r in results]))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("rank", "hash", "label", "search F1 ± SE", "confirmation F1 ± SE", title=f"confirmation of {run_dir} on {data}")
+    for k, r in enumerate(results):
+        table.add_row(str(k), r.hash[:12], r.label or "", _pm(r.search_f1, r.search_f1_se), _pm(r.confirm_f1, r.confirm_f1_se))
+    Console().print(table)
+
+
+def _pm(value: float, se: float | None) -> str:
+    return f"{value:.4f}" + (f" ± {se:.4f}" if se is not None else "")
+
+
 def _print_front(run_dir: Path, entries: list, as_json: bool) -> None:
     from engine.front import front_points
     from engine.rundir import RunDir
@@ -107,8 +135,7 @@ def _print_front(run_dir: Path, entries: list, as_json: bool) -> None:
                         f"{saved} example-forwards saved by racing)")
     for p in front:
         r = p.recipe
-        se = f" ± {p.f1_se:.4f}" if p.f1_se is not None else ""
-        table.add_row(str(p.point), f"{p.f1:.4f}{se}", ",".join(map(str, p.ties)) or "-", f"{p.size_bytes / 1e6:.2f}", f"{p.latency_ms:.2f}", r["operator"],
+        table.add_row(str(p.point), _pm(p.f1, p.f1_se), ",".join(map(str, p.ties)) or "-", f"{p.size_bytes / 1e6:.2f}", f"{p.latency_ms:.2f}", r["operator"],
                       "all" if r["layers"] is None else ",".join(map(str, r["layers"])), r["dtype"], p.format or "hf", p.label or "")
     Console().print(table)
     typer.echo(f"points that tie are within one combined standard error of F1: the data cannot rank them. "

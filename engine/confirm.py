@@ -1,0 +1,65 @@
+"""Confirmation: re-score the front's best recipes on data the search never saw, and choose there.
+
+A search that ranks hundreds of recipes on one validation set rewards the recipe whose noise on that
+set was luckiest (the winner's curse): its search F1 overstates what it does on new data. So the
+strongest candidates (the front's best by search F1, plus the known-good baselines the search began
+with, MultiTaskGuard among them) are scored again, with the search's own protocol (same metric,
+calibration/scoring halves, bootstrap standard error), on a confirmation split; UniGuard is the
+candidate best *there*. RUN/confirmation.json keeps search and confirmation scores side by side.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from pydantic import BaseModel
+
+from engine.front import pareto_front
+from engine.journal import JournalEntry
+from engine.recipe import Recipe
+from engine.rundir import RunDir
+from uniguard.core.io import write_json
+
+
+class Confirmation(BaseModel):
+    hash: str
+    label: Optional[str] = None
+    recipe: dict
+    search_f1: float
+    search_f1_se: Optional[float] = None
+    confirm_f1: float
+    confirm_f1_se: Optional[float] = None
+    per_policy: dict[str, float]
+    thresholds: dict[str, float]  # chosen on the confirmation data's calibration half
+
+
+def candidates(entries: list[JournalEntry], top: int) -> list[JournalEntry]:
+    """The front's `top` best by search F1, then every labelled baseline not already among them."""
+    best = sorted(pareto_front([e for e in entries if not e.format]), key=lambda e: -e.f1)[:top]
+    chosen = {e.hash for e in best}
+    return best + [e for e in entries if e.label and not e.format and not e.raced_out and e.hash not in chosen]
+
+
+def confirm(run: RunDir, data: str | Path, top: int = 5) -> list[Confirmation]:
+    """Score the candidates on `data` (labelled JSONL the search never used); best first."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from engine.search import prepare
+    from engine.worker import RecipeScorer
+
+    config = run.config()
+    setup = prepare(config, data)
+    torch.set_num_threads(config.fitness.threads)
+    settings = config.fitness.model_copy(update={"racing": (1.0,)})  # every candidate on all the data
+    scorer = RecipeScorer(setup.pool, setup.eval_set, AutoTokenizer.from_pretrained(setup.tokenizer_dir), settings)
+    results = []
+    for entry in candidates(run.entries(), top):
+        evaluation = scorer.evaluate(Recipe.from_dict(entry.recipe))
+        results.append(Confirmation(hash=entry.hash, label=entry.label, recipe=entry.recipe, search_f1=entry.f1,
+                                    search_f1_se=entry.f1_se, confirm_f1=evaluation.f1, confirm_f1_se=evaluation.f1_se,
+                                    per_policy=evaluation.per_policy, thresholds=evaluation.thresholds))
+    results.sort(key=lambda c: -c.confirm_f1)
+    write_json(run.confirmation_file, {"data": str(data), "top": top, "candidates": [c.model_dump() for c in results]})
+    return results
