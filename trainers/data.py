@@ -44,6 +44,22 @@ def _parse_row(row: dict, where: str) -> Example:
     return Example(text=text, label=int(label), policy=policy.strip())
 
 
+def load_benign_texts(path: str | Path) -> list[str]:
+    """Unlabelled benign user traffic (JSON Lines rows with `text`) for the fpr threshold rule."""
+    path = Path(path)
+    texts = []
+    for number, row in enumerate(iter_jsonl(path), start=1):
+        text = row.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise UserError(f"{path}:{number}: `text` must be a non-empty string; fix or remove the row")
+        if row.get("label", 0) != 0:
+            raise UserError(f"{path}:{number}: `label` is {row['label']!r}, but --benign rows are benign traffic; remove the row or its label")
+        texts.append(text)
+    if not texts:
+        raise UserError(f"{path}: no rows; --benign needs benign user texts, one JSON object with `text` per line")
+    return texts
+
+
 def load_split(data_dir: str | Path, split: str, required: bool = True) -> list[Example]:
     """`DATA_DIR/<split>.jsonl` as written by `uniguard synth`; [] when optional and absent."""
     data_dir = Path(data_dir)
