@@ -182,11 +182,11 @@ def test_cli_train_single_on_synth_output_with_a_validation_text_past_the_window
     tokenizer = Guard.load(tiny_base).tokenizer
     instruction = load_policy("prompt_injection").instruction
     lengths = [len(tokenizer(instruction, e.text)["input_ids"]) for e in load_split(data, "validation")]
-    assert max(lengths) > 96
+    assert max(lengths) > 80
     result = runner.invoke(app, ["train", "single", "--data", str(data), "--policy", "prompt_injection", "--out", str(tmp_path / "g"),
-                                 "--base", tiny_base, "--epochs", "1", "--max-length", "96"])
+                                 "--base", tiny_base, "--epochs", "1", "--max-length", "80"])
     assert result.exit_code == 0, result.output
-    assert "validation texts do not fit max_length=96" in result.stderr
+    assert "validation texts do not fit max_length=80" in result.stderr
 
 
 def test_fpr_threshold_rule_is_stored_with_its_target_and_benign_texts_join(tiny_base, tmp_path):
