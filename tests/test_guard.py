@@ -189,3 +189,49 @@ def test_text_scores_reduce_rows_by_max_and_concat_numbers_texts_on():
     np.testing.assert_array_equal(both.text_scores(np.array([0.2, 0.7, 0.1, 0.4, 0.3])), np.float32([0.7, 0.1, 0.4]))
     with pytest.raises(ValueError):
         a.text_scores(np.zeros(2))
+
+
+def test_classify_and_eval_cli_read_long_texts_in_windows(guard_dir, monkeypatch, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from uniguard.cli import app
+    from uniguard.core.io import write_jsonl
+
+    guard = Guard.load(guard_dir)
+    monkeypatch.setattr(Guard, "violation_probs", lambda self, batch: _trigger_probs(guard)(batch))
+    long_text = f"{BENIGN_DOC} {TRIGGER}"
+    runner = CliRunner()
+    result = runner.invoke(app, ["classify", "--model", str(guard_dir), "--policy", "prompt_injection", "--json", long_text, BENIGN_DOC])
+    assert result.exit_code == 0, result.output
+    assert [r["violates"] for r in json.loads(result.stdout)] == [True, False]
+    write_jsonl(tmp_path / "rows.jsonl", [{"text": long_text, "label": 1, "policy": "prompt_injection"},
+                                          {"text": BENIGN_DOC, "label": 0, "policy": "prompt_injection"}])
+    result = runner.invoke(app, ["eval", "--model", str(guard_dir), "--data", str(tmp_path / "rows.jsonl"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["f1"] == 1.0
+
+
+def test_a_request_larger_than_max_pending_runs_when_nothing_waits():
+    """A request of many long texts is many window rows: alone it is scored, not refused for ever."""
+    import asyncio
+
+    from uniguard.serving.batcher import MicroBatcher, ServerBusy
+
+    class Rows:
+        def score_features(self, features, batch_size):
+            return np.arange(len(features["input_ids"]), dtype=np.float32)
+
+    async def run():
+        batcher = MicroBatcher(Rows(), max_batch=4, max_wait_ms=0, max_pending=3)
+        scores = await batcher.score({"input_ids": [[1]] * 5})
+        blocker = asyncio.ensure_future(batcher.score({"input_ids": [[1]] * 2}))
+        await asyncio.sleep(0)
+        with pytest.raises(ServerBusy):
+            await batcher.score({"input_ids": [[1]] * 2})
+        await blocker
+        await batcher.close()
+        return scores
+
+    np.testing.assert_array_equal(asyncio.run(run()), np.arange(5))
