@@ -1,4 +1,4 @@
-"""Labelled guard data: JSON Lines rows with `text`, `label` (1 = violates) and `policy`.
+"""Labelled guard data: JSON Lines rows with `text`, `label` (1 = violates) and `policy` (optional `lang`).
 
 Everything that reads labelled rows (training, evaluation, baselines) goes through `load_rows`,
 so a bad row is reported the same way everywhere: file, line number, field, fix.
@@ -22,6 +22,7 @@ class Example:
     text: str
     label: int
     policy: str
+    lang: str = ""  # language code where the row names one (`uniguard synth` rows do): per-language metrics
 
 
 def load_rows(path: str | Path) -> list[Example]:
@@ -41,7 +42,10 @@ def _parse_row(row: dict, where: str) -> Example:
         raise UserError(f"{where}: `label` must be 0 (allowed) or 1 (violates), got {label!r}")
     if not isinstance(policy, str) or not policy.strip():
         raise UserError(f"{where}: `policy` must name the policy the label refers to (e.g. \"prompt_injection\")")
-    return Example(text=text, label=int(label), policy=policy.strip())
+    lang = row.get("lang")
+    if lang is not None and not isinstance(lang, str):
+        raise UserError(f"{where}: `lang` must be a language code string such as \"en\", got {lang!r}; fix or remove it")
+    return Example(text=text, label=int(label), policy=policy.strip(), lang=(lang or "").strip())
 
 
 def load_benign_texts(path: str | Path) -> list[str]:

@@ -48,10 +48,10 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def print_metrics_table(report: dict, title: str) -> None:
+def print_metrics_table(report: dict, title: str, group: str = "policy") -> None:
     columns = ("f1", "precision", "recall", "fpr", "auprc", "recall_at_1pct_fpr", "threshold", "tp", "fp", "tn", "fn", "n")
     table = Table(title=title)
-    table.add_column("policy")
+    table.add_column(group)
     for c in columns:
         table.add_column(c, justify="right")
     for name, m in report["per_policy"].items():
@@ -59,6 +59,14 @@ def print_metrics_table(report: dict, title: str) -> None:
     if len(report["per_policy"]) > 1:
         table.add_row("[bold]macro[/]", *(_fmt(report["macro"].get(c, "")) for c in columns))
     _console().print(table)
+
+
+def print_language_tables(report: dict, title: str) -> None:
+    """One table per policy of its metrics by language, where the rows named their language."""
+    from trainers.metrics import macro_average
+
+    for name, by_lang in report.get("per_language", {}).items():
+        print_metrics_table({"per_policy": by_lang, "macro": macro_average(by_lang.values())}, f"{title}: {name} by language", "lang")
 
 
 def _console() -> Console:
@@ -135,6 +143,7 @@ def eval_command(
         _print_json(report)
     else:
         print_metrics_table(report, f"{model} on {data}")
+        print_language_tables(report, f"{model} on {data}")
 
 
 def _train_options(
@@ -342,6 +351,7 @@ def _report_baseline(scorer, files: List[Path], name: str, as_json: bool, limit:
         return
     for path, report in results.items():
         print_metrics_table(report, f"{name} on {path}")
+        print_language_tables(report, f"{name} on {path}")
 
 
 @baseline_app.command("tfidf")
