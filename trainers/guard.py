@@ -3,7 +3,8 @@
 A guard is an encoder sequence classifier reading (policy instruction, user text) as a text pair
 and returning P(violation) from a two-way head (label 1 = violates). Single-policy guards,
 MultiTaskGuard and merged UniGuard candidates are all `Guard`s. Per-policy decision thresholds
-(calibrated on validation data) are saved next to the weights in `uniguard.json`.
+(calibrated on validation data) are saved next to the weights in `uniguard.json`. Scoring reads a
+text too long for one pair as overlapping windows, each with the whole instruction, and takes the max.
 """
 
 from __future__ import annotations
@@ -274,11 +275,13 @@ class PairEncoder:
         features: dict[str, list[list[int]]] = {k: [] for k in self._keys}
         text_index: list[int] = []
         for i, second in enumerate(self._backend.encode_batch(list(texts), add_special_tokens=False)):
+            parts = [second]
             if len(second.ids) > room:  # "only_second": the text loses its tail (or is cut into windows), the policy nothing
                 second.truncate(room, overlap)  # the tail's windows become `overflowing`, as in the tokenizer's own call
+                parts += second.overflowing if windows else []
             # each window joined on its own: the pair's own `overflowing` rows carry type id 0 for the text
             # (tokenizers 0.23), where the tokenizer's own call gives 1
-            for part in [second, *second.overflowing] if windows else [second]:
+            for part in parts:
                 row = self._backend.post_process(first, part, add_special_tokens=True)
                 features["input_ids"].append(row.ids)
                 if "token_type_ids" in features:

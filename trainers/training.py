@@ -78,7 +78,6 @@ class TrainConfig(BaseModel):
     checkpoint_every: int = Field(50, ge=1, description="steps between resumable checkpoints")
     seed: int = 0
 
-
     @field_validator("threshold_rule")
     @classmethod
     def _known_rule(cls, rule: str) -> str:

@@ -33,6 +33,7 @@ def _threshold_rule(rule: str) -> str:
         raise UserError(f"--threshold-rule: {exc}") from None
     return rule
 
+
 train_app = typer.Typer(help="Fine-tune guards: one policy (single) or many at once (multitask, MultiTaskGuard).", no_args_is_help=True)
 
 
