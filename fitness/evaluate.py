@@ -33,9 +33,22 @@ def score_examples(scorer: Scorer, examples: Sequence[Example], policies: Mappin
 
 
 def evaluate(scorer: Scorer, examples: Sequence[Example], policies: Mapping[str, Policy]) -> dict:
-    """{"per_policy": {name: metrics}, "macro": metrics} at each policy's stored threshold."""
+    """{"per_policy": {name: metrics}, "macro": metrics} at each policy's stored threshold, plus
+    "per_language": {name: {lang: metrics}} when the rows name their language."""
     scores = score_examples(scorer, examples, policies)
     thresholds = {name: scorer.threshold(p) for name, p in policies.items()}
-    return per_policy_metrics(
-        [e.label for e in examples], scores, [e.policy for e in examples], thresholds
-    )
+    report = per_policy_metrics([e.label for e in examples], scores, [e.policy for e in examples], thresholds)
+    if any(e.lang for e in examples):
+        report["per_language"] = per_language_metrics(examples, scores, thresholds)
+    return report
+
+
+def per_language_metrics(examples: Sequence[Example], scores: np.ndarray, thresholds: Mapping[str, float]) -> dict[str, dict]:
+    """{policy: {lang: metrics}} at the policy's own threshold (one threshold serves every language);
+    rows without a language count as "unknown"."""
+    out = {}
+    for name in sorted({e.policy for e in examples}):
+        idx = [i for i, e in enumerate(examples) if e.policy == name]
+        langs = [examples[i].lang or "unknown" for i in idx]
+        out[name] = per_policy_metrics([examples[i].label for i in idx], scores[idx], langs, thresholds.get(name, 0.5))["per_policy"]
+    return out

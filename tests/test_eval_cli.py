@@ -120,3 +120,32 @@ def test_main_prints_user_error_without_traceback(guard_dir, monkeypatch, capsys
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "policy 'nope'" in err and "Traceback" not in err
+
+
+def test_eval_reports_metrics_per_language_when_rows_name_it(guard_dir, tmp_path):
+    rows = [dict(r, lang=lang) for r, lang in zip(ROWS, ["en", "en", "de", "de", "en"])] + [ROWS[5]]  # the last names none
+    write_jsonl(tmp_path / "rows.jsonl", rows)
+    result = invoke(["eval", "--model", str(guard_dir), "--data", str(tmp_path / "rows.jsonl"), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert sorted(report["per_language"]["prompt_injection"]) == ["de", "en"]
+    assert sorted(report["per_language"]["violence_weapons"]) == ["en", "unknown"]
+    guard = Guard.load(guard_dir)
+    german = [r for r in rows if r.get("lang") == "de"]
+    expected = per_policy_metrics([r["label"] for r in german], guard.score([r["text"] for r in german], "prompt_injection"),
+                                  ["de"] * 2, 0.5)["per_policy"]["de"]
+    assert report["per_language"]["prompt_injection"]["de"]["fpr"] == pytest.approx(expected["fpr"])
+    assert report["per_language"]["prompt_injection"]["de"]["n"] == 2
+    table = invoke(["eval", "--model", str(guard_dir), "--data", str(tmp_path / "rows.jsonl")])
+    assert "prompt_injection by language" in table.output
+
+
+def test_eval_without_languages_has_no_per_language_block(guard_dir, data_file):
+    report = json.loads(invoke(["eval", "--model", str(guard_dir), "--data", str(data_file), "--json"]).stdout)
+    assert "per_language" not in report
+
+
+def test_a_non_string_lang_is_a_user_error(guard_dir, tmp_path):
+    write_jsonl(tmp_path / "rows.jsonl", [dict(ROWS[0], lang=3)])
+    result = invoke(["eval", "--model", str(guard_dir), "--data", str(tmp_path / "rows.jsonl")])
+    assert isinstance(result.exception, UserError) and "rows.jsonl:1" in str(result.exception) and "lang" in str(result.exception)

@@ -130,6 +130,43 @@ def test_balanced_threshold_matches_roc_curve_on_random_data():
         assert flagged[y == 1].mean() - flagged[y == 0].mean() == pytest.approx(j)
 
 
+def test_fpr_threshold_hand_computed():
+    labels = [1, 0, 1, 0, 1, 0, 0, 0, 0, 0]  # 7 benign rows
+    scores = [0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
+    # cut -> (tp, fp): 0.95 (1, 0), 0.9 (1, 1), 0.8 (2, 1), 0.7 (2, 2), 0.6 (3, 2), 0.5 (3, 3), ...
+    assert best_threshold(labels, scores, "fpr:0") == (pytest.approx(0.925), pytest.approx(1 / 3))
+    assert best_threshold(labels, scores, "fpr:0.15") == (pytest.approx(0.75), pytest.approx(2 / 3))  # fp <= 1.05
+    assert best_threshold(labels, scores, "fpr:0.3") == (pytest.approx(0.55), pytest.approx(1.0))  # fp <= 2.1
+    assert best_threshold(labels, scores, f"fpr:{2 / 7}")[0] == pytest.approx(0.55)  # exactly on target
+    # the top score benign and no budget: flag nothing
+    threshold, recall = best_threshold([0, 1], [0.9, 0.5], "fpr:0")
+    assert threshold > 0.9 and recall == 0.0
+
+
+def test_fpr_threshold_is_the_lowest_within_the_target_on_random_data():
+    rng = np.random.default_rng(3)
+    for target in (0.0, 0.01, 0.05, 0.2):
+        y = rng.integers(0, 2, 300)
+        s = np.round(rng.random(300), 3)
+        threshold, recall = best_threshold(y, s, f"fpr:{target}")
+        fpr = lambda t: np.mean(s[y == 0] >= t)
+        assert fpr(threshold) <= target + 1e-12
+        assert recall == pytest.approx(np.mean(s[y == 1] >= threshold))
+        lower = s[s < threshold]
+        assert lower.size == 0 or fpr(lower.max()) > target  # one more score flagged would break the target
+
+
+def test_threshold_rules_parse():
+    from trainers.metrics import ThresholdRule, parse_threshold_rule
+
+    assert parse_threshold_rule("fpr:0.03") == ThresholdRule("fpr", 0.03)
+    assert parse_threshold_rule("fpr:0.03").to_dict() == {"rule": "fpr", "target_fpr": 0.03}
+    assert parse_threshold_rule("balanced").to_dict() == {"rule": "balanced"}
+    for bad in ("fpr", "fpr:", "fpr:x", "fpr:1", "fpr:-0.1", "f1:0.2", "balanced:"):
+        with pytest.raises(ValueError):
+            parse_threshold_rule(bad)
+
+
 def test_unknown_threshold_rule_is_named():
     with pytest.raises(ValueError, match="'accuracy'.*f1, balanced"):
         best_threshold(LABELS, SCORES, rule="accuracy")

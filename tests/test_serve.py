@@ -149,6 +149,17 @@ def test_concurrent_clients_get_their_own_answers_batched(client, server, python
     assert batches < len(texts), f"{len(texts)} concurrent requests ran as {batches} forward batches: no micro-batching"
 
 
+def test_long_texts_are_scored_in_windows_like_the_python_api(client, python_guard):
+    """The server scores window rows; each text's score is the max over its rows, policy by policy."""
+    document = "Notes from the support call about the delayed parcel and the refund. " * 26  # ~1800 chars, several windows
+    texts = [document + TEXTS[1], "hi", document]
+    policies = ["prompt_injection", "violence_weapons"]
+    assert len(python_guard.encode_windows(texts, load_policy(policies[0])).text_index) > len(texts) + 4
+    body = client.post("/v1/check", json={"texts": texts, "policies": policies}).json()
+    for policy in policies:
+        np.testing.assert_allclose(_scores(body, policy), python_guard.score(texts, policy), atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "body, fragment",
     [

@@ -1,4 +1,4 @@
-"""Labelled guard data: JSON Lines rows with `text`, `label` (1 = violates) and `policy`.
+"""Labelled guard data: JSON Lines rows with `text`, `label` (1 = violates) and `policy` (optional `lang`).
 
 Everything that reads labelled rows (training, evaluation, baselines) goes through `load_rows`,
 so a bad row is reported the same way everywhere: file, line number, field, fix.
@@ -22,6 +22,7 @@ class Example:
     text: str
     label: int
     policy: str
+    lang: str = ""  # language code where the row names one (`uniguard synth` rows do): per-language metrics
 
 
 def load_rows(path: str | Path) -> list[Example]:
@@ -41,7 +42,26 @@ def _parse_row(row: dict, where: str) -> Example:
         raise UserError(f"{where}: `label` must be 0 (allowed) or 1 (violates), got {label!r}")
     if not isinstance(policy, str) or not policy.strip():
         raise UserError(f"{where}: `policy` must name the policy the label refers to (e.g. \"prompt_injection\")")
-    return Example(text=text, label=int(label), policy=policy.strip())
+    lang = row.get("lang")
+    if lang is not None and not isinstance(lang, str):
+        raise UserError(f"{where}: `lang` must be a language code string such as \"en\", got {lang!r}; fix or remove it")
+    return Example(text=text, label=int(label), policy=policy.strip(), lang=(lang or "").strip())
+
+
+def load_benign_texts(path: str | Path) -> list[str]:
+    """Unlabelled benign user traffic (JSON Lines rows with `text`) for the fpr threshold rule."""
+    path = Path(path)
+    texts = []
+    for number, row in enumerate(iter_jsonl(path), start=1):
+        text = row.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise UserError(f"{path}:{number}: `text` must be a non-empty string; fix or remove the row")
+        if row.get("label", 0) != 0:
+            raise UserError(f"{path}:{number}: `label` is {row['label']!r}, but --benign rows are benign traffic; remove the row or its label")
+        texts.append(text)
+    if not texts:
+        raise UserError(f"{path}: no rows; --benign needs benign user texts, one JSON object with `text` per line")
+    return texts
 
 
 def load_split(data_dir: str | Path, split: str, required: bool = True) -> list[Example]:

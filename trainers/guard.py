@@ -3,11 +3,13 @@
 A guard is an encoder sequence classifier reading (policy instruction, user text) as a text pair
 and returning P(violation) from a two-way head (label 1 = violates). Single-policy guards,
 MultiTaskGuard and merged UniGuard candidates are all `Guard`s. Per-policy decision thresholds
-(calibrated on validation data) are saved next to the weights in `uniguard.json`.
+(calibrated on validation data) are saved next to the weights in `uniguard.json`. Scoring reads a
+text too long for one pair as overlapping windows, each with the whole instruction, and takes the max.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -23,6 +25,44 @@ from uniguard.core.io import read_json, write_json
 
 GUARD_META_FILE = "uniguard.json"
 DEFAULT_MAX_LENGTH = 256
+log = logging.getLogger("uniguard.guard")
+
+
+@dataclass(frozen=True)
+class Windows:
+    """(instruction, text) rows for scoring: a text that fits is one row, a longer one a row per window.
+
+    Rows are in text order and `text_index[row]` names the row's text, so every runtime scores rows
+    with the one scoring loop and `text_scores` turns row scores into text scores.
+    """
+
+    features: dict[str, list[list[int]]]
+    text_index: list[int]
+    n_texts: int
+
+    def text_scores(self, row_scores: np.ndarray) -> np.ndarray:
+        """A text's score is the max over its windows: a violation anywhere in it flags the whole text."""
+        row_scores = np.asarray(row_scores, dtype=np.float32)
+        if row_scores.shape != (len(self.text_index),):
+            raise ValueError(f"{row_scores.shape[0]} row scores for {len(self.text_index)} rows")
+        if len(self.text_index) == self.n_texts:  # every text is one row (the common case): nothing to reduce
+            return row_scores
+        scores = np.full(self.n_texts, -np.inf, dtype=np.float32)
+        np.maximum.at(scores, np.asarray(self.text_index), row_scores)
+        return scores
+
+    @staticmethod
+    def concat(parts: Sequence["Windows"]) -> "Windows":
+        """Several encodings as one, texts numbered on (part 0's texts, then part 1's, ...)."""
+        features: dict[str, list[list[int]]] = {}
+        text_index: list[int] = []
+        offset = 0
+        for part in parts:
+            for k, v in part.features.items():
+                features.setdefault(k, []).extend(v)
+            text_index.extend(i + offset for i in part.text_index)
+            offset += part.n_texts
+        return Windows(features, text_index, offset)
 
 
 @dataclass(frozen=True)
@@ -127,18 +167,28 @@ class Guard:
         return self.thresholds.get(policy.name, self.default_threshold)
 
     def encode(self, texts: Sequence[str], policy: Policy) -> dict[str, list[list[int]]]:
-        """Unpadded features of (instruction, text) pairs; the user text is truncated, never the policy."""
+        """One unpadded (instruction, text) row per text, the user text truncated, never the policy
+        (training and fitness read one row per labelled text); scoring uses `encode_windows`."""
+        return self._encoder().encode(policy, texts, windows=False).features
+
+    def encode_windows(self, texts: Sequence[str], policy: Policy) -> Windows:
+        """Rows for scoring: a text too long for one pair is split into overlapping windows, each
+        paired with the whole policy instruction, so nothing in a long text goes unread."""
+        return self._encoder().encode(policy, texts, windows=True)
+
+    def _encoder(self) -> "PairEncoder":
         if self._pairs is None or self._pairs.tokenizer is not self.tokenizer or self._pairs.max_length != self.max_length:
             self._pairs = PairEncoder(self.tokenizer, self.max_length)
-        return self._pairs.encode(policy, texts)
+        return self._pairs
 
     def score(self, texts: Sequence[str], policy: Policy | str, batch_size: int = 64) -> np.ndarray:
-        """P(violation) for each text under `policy`, in input order."""
+        """P(violation) for each text under `policy`, in input order: the max over a long text's windows."""
         policy = load_policy(policy) if isinstance(policy, str) else policy
         texts = list(texts)
         if not texts:
             return np.zeros(0, dtype=np.float32)
-        return self.score_features(self.encode(texts, policy), batch_size)
+        windows = self.encode_windows(texts, policy)
+        return windows.text_scores(self.score_features(windows.features, batch_size))
 
     def score_features(self, features: dict[str, list[list[int]]], batch_size: int = 64) -> np.ndarray:
         """P(violation) for pre-tokenised features (see `score_batches`)."""
@@ -177,9 +227,38 @@ def check_instruction_fits(tokenizer: PreTrainedTokenizerBase, policy: Policy, m
 def encode_pairs(
     tokenizer: PreTrainedTokenizerBase, instruction: str, texts: Sequence[str], max_length: int = DEFAULT_MAX_LENGTH
 ) -> dict[str, list[list[int]]]:
-    """Tokenise (instruction, text) pairs without padding; keeps token_type_ids where the model uses them."""
-    encoded = tokenizer([instruction] * len(texts), list(texts), truncation="only_second", max_length=max_length)
-    return {k: v for k, v in encoded.items() if k != "attention_mask"}
+    """Tokenise (instruction, text) pairs without padding, one truncated row per text; keeps
+    token_type_ids where the model uses them."""
+    return tokenizer_rows(tokenizer, instruction, texts, max_length, windows=False).features
+
+
+def window_overlap(room: int) -> int:
+    """Tokens two neighbouring windows share: half a window, so any span up to half a window long
+    (an injected instruction) lies whole inside some window, at twice the forward passes of no overlap."""
+    return room // 2
+
+
+def tokenizer_rows(
+    tokenizer: PreTrainedTokenizerBase, instruction: str, texts: Sequence[str], max_length: int, windows: bool
+) -> Windows:
+    """(instruction, text) rows by the tokenizer itself: one truncated row per text, or with `windows`
+    its overflow windows (`window_overlap` tokens shared) of every text too long for one row."""
+    extra = {}
+    if windows:
+        room = max_length - len(tokenizer(instruction, add_special_tokens=False)["input_ids"]) - tokenizer.num_special_tokens_to_add(pair=True)
+        extra = {"stride": window_overlap(room), "return_overflowing_tokens": True}
+    encoded = tokenizer([instruction] * len(texts), list(texts), truncation="only_second", max_length=max_length, **extra)
+    text_index = encoded.get("overflow_to_sample_mapping")
+    if text_index is None:
+        if windows:  # only fast tokenizers map overflow windows back to their texts
+            log.warning("%s is a slow tokenizer: long texts are truncated, not scored in windows", type(tokenizer).__name__)
+        text_index = list(range(len(texts)))
+    features = {k: v for k, v in encoded.items() if k not in _NOT_FEATURES}
+    return Windows(features, list(text_index), len(texts))
+
+
+# what a tokenizer call returns besides model inputs (the mask is rebuilt when a batch is padded)
+_NOT_FEATURES = ("attention_mask", "overflow_to_sample_mapping", "overflowing_tokens", "num_truncated_tokens")
 
 
 MAX_CACHED_INSTRUCTIONS = 256
@@ -202,7 +281,9 @@ class PairEncoder:
         self._instructions: dict[str, object | None] = {}  # instruction -> its Encoding, None: use encode_pairs
         self._keys = [k for k in tokenizer.model_input_names if k != "attention_mask"]
 
-    def encode(self, policy: Policy, texts: Sequence[str]) -> dict[str, list[list[int]]]:
+    def encode(self, policy: Policy, texts: Sequence[str], *, windows: bool) -> Windows:
+        """Rows of (instruction, text) pairs: with `windows`, every window of a long text (see
+        `tokenizer_rows`); without, one row per text with the text truncated."""
         instruction = policy.instruction
         if instruction not in self._instructions:
             check_instruction_fits(self.tokenizer, policy, self.max_length)
@@ -211,27 +292,36 @@ class PairEncoder:
             self._instructions[instruction] = self._cacheable(instruction, list(texts)[:1])
         first = self._instructions[instruction]
         if first is None:
-            return encode_pairs(self.tokenizer, instruction, texts, self.max_length)
-        return self._join(first, texts)
+            return tokenizer_rows(self.tokenizer, instruction, texts, self.max_length, windows)
+        return self._join(first, texts, windows)
 
     def _cacheable(self, instruction: str, sample: list[str]):
         if self._backend is None or not set(self._keys) <= {"input_ids", "token_type_ids"}:
             return None
         first = self._backend.encode(instruction, add_special_tokens=False)
         sample = sample or ["a sample text"]
-        return first if self._join(first, sample) == encode_pairs(self.tokenizer, instruction, sample, self.max_length) else None
+        joined = self._join(first, sample, windows=False).features
+        return first if joined == encode_pairs(self.tokenizer, instruction, sample, self.max_length) else None
 
-    def _join(self, first, texts: Sequence[str]) -> dict[str, list[list[int]]]:
+    def _join(self, first, texts: Sequence[str], windows: bool) -> Windows:
         room = self.max_length - len(first.ids) - self._backend.num_special_tokens_to_add(True)
+        overlap = window_overlap(room) if windows else 0
         features: dict[str, list[list[int]]] = {k: [] for k in self._keys}
-        for second in self._backend.encode_batch(list(texts), add_special_tokens=False):
-            if len(second.ids) > room:  # "only_second" truncation: the text loses its tail, the policy nothing
-                second.truncate(room)
-            pair = self._backend.post_process(first, second, add_special_tokens=True)
-            features["input_ids"].append(pair.ids)
-            if "token_type_ids" in features:
-                features["token_type_ids"].append(pair.type_ids)
-        return features
+        text_index: list[int] = []
+        for i, second in enumerate(self._backend.encode_batch(list(texts), add_special_tokens=False)):
+            parts = [second]
+            if len(second.ids) > room:  # "only_second": the text loses its tail (or is cut into windows), the policy nothing
+                second.truncate(room, overlap)  # the tail's windows become `overflowing`, as in the tokenizer's own call
+                parts += second.overflowing if windows else []
+            # each window joined on its own: the pair's own `overflowing` rows carry type id 0 for the text
+            # (tokenizers 0.23), where the tokenizer's own call gives 1
+            for part in parts:
+                row = self._backend.post_process(first, part, add_special_tokens=True)
+                features["input_ids"].append(row.ids)
+                if "token_type_ids" in features:
+                    features["token_type_ids"].append(row.type_ids)
+                text_index.append(i)
+        return Windows(features, text_index, len(texts))
 
 
 def _private_backend(tokenizer: PreTrainedTokenizerBase):

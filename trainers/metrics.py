@@ -113,7 +113,36 @@ def recall_at_fpr(labels, scores, max_fpr: float = 0.01) -> float:
     return float(tp[ok].max() / n_pos) if ok.any() else 0.0
 
 
-THRESHOLD_RULES = ("f1", "balanced")
+THRESHOLD_RULES = ("f1", "balanced")  # the rules without a parameter; `fpr:TARGET` takes one
+FPR_RULE = "fpr"
+THRESHOLD_RULE_HELP = "f1, balanced or fpr:TARGET (e.g. fpr:0.03)"
+
+
+@dataclass(frozen=True)
+class ThresholdRule:
+    """A parsed threshold rule: `f1`, `balanced`, or `fpr` with its target false-positive rate."""
+
+    name: str
+    target_fpr: float | None = None
+
+    def to_dict(self) -> dict:
+        return {"rule": self.name, **({"target_fpr": self.target_fpr} if self.name == FPR_RULE else {})}
+
+
+def parse_threshold_rule(rule: str) -> ThresholdRule:
+    """`f1`, `balanced` or `fpr:TARGET` with TARGET a false-positive rate in [0, 1)."""
+    if rule in THRESHOLD_RULES:
+        return ThresholdRule(rule)
+    name, _, target = rule.partition(":")
+    if name == FPR_RULE:
+        try:
+            value = float(target)
+        except ValueError:
+            value = math.nan
+        if 0 <= value < 1:
+            return ThresholdRule(FPR_RULE, value)
+        raise ValueError(f"threshold rule {rule!r}: the target false-positive rate must be a number in [0, 1), e.g. fpr:0.03")
+    raise ValueError(f"unknown threshold rule {rule!r}; use one of {THRESHOLD_RULE_HELP}")
 
 
 def best_threshold(labels, scores, rule: str = "f1") -> tuple[float, float]:
@@ -123,14 +152,15 @@ def best_threshold(labels, scores, rule: str = "f1") -> tuple[float, float]:
     violating, flagging everything already scores F1 0.75, so the threshold drifts low.
     rule "balanced": TPR - FPR (Youden's J, equivalently balanced accuracy), which does not depend on
     the class mix; use it when deployment traffic is mostly benign.
+    rule "fpr:TARGET": the lowest threshold whose false-positive rate on the benign (label 0) rows is at
+    most TARGET; the objective is the recall there. Use it when the false-alarm budget is what is fixed.
 
     The threshold sits halfway between the lowest flagged score and the next lower one, so a
     held-out score that falls in the gap is not decided by which side of a training point it lands.
     Ties keep the highest threshold (fewer false positives). With no positives the objective is 0
     and the threshold is just above the top score (flag nothing).
     """
-    if rule not in THRESHOLD_RULES:
-        raise ValueError(f"unknown threshold rule {rule!r}; use one of {', '.join(THRESHOLD_RULES)}")
+    parsed = parse_threshold_rule(rule)
     y, s = _as_arrays(labels, scores)
     if y.size == 0:
         raise ValueError("best_threshold needs at least one example")
@@ -138,14 +168,30 @@ def best_threshold(labels, scores, rule: str = "f1") -> tuple[float, float]:
     if n_pos == 0:
         return float(np.nextafter(s.max(), np.inf)), 0.0
     tp, fp, cut_scores = _ranked_counts(y, s)
-    objective = 2 * tp / (tp + fp + n_pos) if rule == "f1" else tp / n_pos - (fp / n_neg if n_neg else 0.0)
+    if parsed.name == FPR_RULE:
+        return _fpr_threshold(tp / n_pos, fp / n_neg if n_neg else np.zeros_like(fp, dtype=np.float64), cut_scores, parsed.target_fpr)
+    objective = 2 * tp / (tp + fp + n_pos) if parsed.name == "f1" else tp / n_pos - (fp / n_neg if n_neg else 0.0)
     # first maximum = highest threshold among ties; the tolerance makes 2/3 - 0 and 1 - 1/3 a tie
     best = int(np.flatnonzero(objective >= objective.max() - 1e-12)[0])
+    return _between(cut_scores, best), float(objective[best])
+
+
+def _fpr_threshold(tpr: np.ndarray, fpr: np.ndarray, cut_scores: np.ndarray, target: float) -> tuple[float, float]:
+    """The lowest cut (most recall) whose FPR is at most `target`; FPR only grows as the cut falls."""
+    within = np.flatnonzero(fpr <= target + 1e-12)
+    if within.size == 0:  # even the top score is a benign row over budget: flag nothing
+        return float(np.nextafter(cut_scores[0], np.inf)), 0.0
+    best = int(within[-1])
+    return _between(cut_scores, best), float(tpr[best])
+
+
+def _between(cut_scores: np.ndarray, best: int) -> float:
+    """Halfway from cut `best` to the next lower observed score (see `best_threshold`)."""
     lower = cut_scores[best + 1] if best + 1 < cut_scores.size else None
     threshold = cut_scores[best]
     if lower is not None and lower < (cut_scores[best] + lower) / 2:  # the midpoint can round onto `lower`
         threshold = (cut_scores[best] + lower) / 2
-    return float(threshold), float(objective[best])
+    return float(threshold)
 
 
 def evaluate_scores(labels, scores, threshold: float = 0.5) -> dict[str, float]:

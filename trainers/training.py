@@ -21,7 +21,7 @@ from typing import Callable, Literal, Optional, Sequence
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 from tqdm.auto import tqdm
@@ -32,7 +32,7 @@ from trainers.compute import Compute, DeviceChoice, PrecisionChoice, resolve_com
 from trainers.data import Example, check_both_classes, policy_names
 from trainers.guard import GUARD_META_FILE, Guard, check_instruction_fits, score_token_ids
 from trainers.losses import MaskedLMHead, adversarial_loss, classification_loss, masked_lm_loss
-from trainers.metrics import THRESHOLD_RULES, best_threshold, evaluate_scores, macro_average
+from trainers.metrics import FPR_RULE, THRESHOLD_RULE_HELP, best_threshold, evaluate_scores, macro_average, parse_threshold_rule
 from uniguard.core.assets import resolve_model
 from uniguard.core.errors import UserError, format_validation_error
 from uniguard.core.io import read_json, write_json
@@ -65,14 +65,15 @@ class TrainConfig(BaseModel):
     max_length: Optional[int] = Field(
         None, ge=8, description=f"token limit for instruction + text; None = {DEFAULT_TRAIN_MAX_LENGTH}, capped at the base model's position limit"
     )
-    truncate: bool = Field(False, description="allow texts longer than max_length (truncated) instead of failing")
+    truncate: bool = Field(True, description="cut texts longer than max_length (one warning counts them); False: fail on them")
     mlm_weight: float = Field(0.0, ge=0)
     mlm_probability: float = Field(0.15, gt=0, lt=1)
     adv_weight: float = Field(0.0, ge=0)
     adv_epsilon: float = Field(1.0, gt=0)
     patience: int = Field(2, ge=1, description="evaluations without validation-F1 gain before stopping")
-    threshold_rule: Literal[THRESHOLD_RULES] = Field(
-        "f1", description="how validation sets each policy's threshold: best F1, or best TPR - FPR (independent of the class mix)"
+    threshold_rule: str = Field(
+        "f1", description="how validation sets each policy's threshold: best F1, best TPR - FPR (independent of the class mix), "
+        f"or the lowest threshold with FPR <= TARGET on benign rows; {THRESHOLD_RULE_HELP}"
     )
     eval_every: Optional[int] = Field(None, ge=1, description="steps between evaluations; None = once per epoch")
     device: DeviceChoice = Field("auto", description="auto: CUDA when visible, else CPU")
@@ -83,6 +84,12 @@ class TrainConfig(BaseModel):
                                  "batches are still drawn in a shuffled order")
     checkpoint_every: int = Field(50, ge=1, description="steps between resumable checkpoints")
     seed: int = 0
+
+    @field_validator("threshold_rule")
+    @classmethod
+    def _known_rule(cls, rule: str) -> str:
+        parse_threshold_rule(rule)  # its ValueError names the rule and the choices
+        return rule
 
 
 def make_config(**kwargs) -> TrainConfig:
@@ -99,6 +106,7 @@ class Encoded:
     features: dict[str, list[list[int]]]
     labels: np.ndarray
     policies: list[str]
+    n_truncated: int = 0  # texts cut to fit max_length
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -147,9 +155,19 @@ def encode_examples(
         raise UserError(
             f"{where}: {len(too_long)} of {len(examples)} texts do not fit max_length={config.max_length} tokens with "
             f"the policy instruction (longest {longest}: {text[:60]!r}...); raise --max-length (the model allows "
-            f"up to its position limit), shorten those texts, or pass --truncate to cut them"
+            f"up to its position limit), shorten those texts, or drop --no-truncate to cut them"
         )
-    return Encoded(features, np.array([e.label for e in examples], dtype=np.int64), [e.policy for e in examples])
+    return Encoded(features, np.array([e.label for e in examples], dtype=np.int64), [e.policy for e in examples], len(too_long))
+
+
+def truncation_warnings(config: TrainConfig, **encoded: Encoded) -> list[str]:
+    """One warning counting the texts cut to fit, per split given as `name=Encoded`."""
+    counts = [f"{enc.n_truncated} of {len(enc)} {name} texts" for name, enc in encoded.items() if enc.n_truncated]
+    if not counts:
+        return []
+    return [f"{' and '.join(counts)} do not fit max_length={config.max_length} tokens with the policy instruction and were "
+            "truncated for training and validation (scoring reads long texts whole, in windows); raise --max-length to keep "
+            "more of them, or pass --no-truncate to fail on them instead"]
 
 
 def _resolve_max_length(model, config: TrainConfig) -> TrainConfig:
@@ -363,13 +381,18 @@ def train_guard(
     overwrite: bool = False,
     progress: bool = True,
     on_step: Optional[Callable[[int, dict], None]] = None,
+    benign: Sequence[str] = (),
 ) -> TrainResult:
     """Train, select the best validation-F1 weights, calibrate thresholds, save a guard with a card.
 
     `on_step(global_step, losses)` runs after every optimizer step (progress hooks; tests use it to
     interrupt a run). Rerunning with the same inputs and `out_dir` resumes from the last checkpoint.
+    `benign` (unlabelled benign user texts) join every policy's benign validation rows for the fpr rule.
     """
     out_dir = Path(out_dir)
+    if benign and parse_threshold_rule(config.threshold_rule).name != FPR_RULE:
+        raise UserError(f"--benign texts calibrate only the fpr threshold rule, not {config.threshold_rule!r}; "
+                        "pass --threshold-rule fpr:TARGET (e.g. fpr:0.03) or drop --benign")
     check_both_classes(train, "training data")
     check_both_classes(validation, "validation data")
     missing = sorted(set(policy_names(validation)) - set(policy_names(train)))
@@ -387,6 +410,7 @@ def train_guard(
     config = _resolve_max_length(model, config)
     enc_train = encode_examples(tokenizer, train, policies, config, "training data")
     enc_val = encode_examples(tokenizer, validation, policies, config, "validation data")
+    length_warnings = truncation_warnings(config, training=enc_train, validation=enc_val)
     instructions = {name: policies[name].instruction for name in policy_names(train)}
     fingerprint = run_fingerprint(config, [enc_train, enc_val], instructions)
 
@@ -454,7 +478,7 @@ def train_guard(
     bar.close()
     elapsed = time.perf_counter() - started
     return _finish(model, tokenizer, config, policies, enc_val, train, validation, test, state, out_dir,
-                   seen / elapsed if elapsed > 0 and seen else float("nan"), resumed_from)
+                   seen / elapsed if elapsed > 0 and seen else float("nan"), resumed_from, benign, length_warnings)
 
 
 def _evaluate_and_select(model, tokenizer, enc_val: Encoded, state: TrainState, config: TrainConfig, out_dir: Path, losses: dict) -> None:
@@ -502,19 +526,22 @@ def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
 
 
-def _finish(model, tokenizer, config, policies, enc_val, train, validation, test, state, out_dir, examples_per_second, resumed_from) -> TrainResult:
+def _finish(model, tokenizer, config, policies, enc_val, train, validation, test, state, out_dir, examples_per_second, resumed_from,
+            benign, length_warnings) -> TrainResult:
     load_model(model, str(out_dir / CHECKPOINT_DIR / "best.safetensors"))
     model.eval()
     compute = resolve_compute(config.device, config.precision)
     val_scores = score_encoded(model, tokenizer, enc_val, compute)
-    thresholds = calibrate(enc_val.labels, val_scores, enc_val.policies, config.threshold_rule)
+    scorer = Guard(model=model, tokenizer=tokenizer, max_length=config.max_length, compute=compute)
+    cal_labels, cal_scores, cal_policies = with_benign(scorer, enc_val, val_scores, benign, policies)
+    thresholds = calibrate(cal_labels, cal_scores, cal_policies, config.threshold_rule)
     # For a policy it has no threshold for (an instruction-following guard meeting a new policy): the
     # threshold of all its validation data pooled (by the same rule), not 0.5. Measured with the F1 rule on
     # the study's MultiTaskGuards trained without pii_disclosure (3 seeds): its test F1 0.00 / 0.18 / 0.56 at 0.5,
     # 0.67 / 0.67 / 0.67 at the pooled threshold (0.42-0.46), against 0.69-0.74 at its own best.
-    default_threshold = best_threshold(enc_val.labels, val_scores, config.threshold_rule)[0]
+    default_threshold = best_threshold(cal_labels, cal_scores, config.threshold_rule)[0]
     val_report = report(enc_val.labels, val_scores, enc_val.policies, thresholds)
-    warnings = chance_warnings(val_report, config)
+    warnings = length_warnings + chance_warnings(val_report, config)
     test_report = None
     test = [e for e in test if e.policy in thresholds]
     if test:
@@ -528,6 +555,7 @@ def _finish(model, tokenizer, config, policies, enc_val, train, validation, test
         "base_model": config.base_model or "sentence-transformers/all-MiniLM-L6-v2 (offline copy)",
         "training": config.model_dump(),
         "data_sizes": {"train": _sizes(train), "validation": _sizes(validation), "test": _sizes(test)},
+        "calibration": {**parse_threshold_rule(config.threshold_rule).to_dict(), "benign_texts": len(benign)},
         "validation_metrics": val_report,
         "test_metrics": test_report,
         "best_step": state.best_step,
@@ -544,6 +572,20 @@ def _finish(model, tokenizer, config, policies, enc_val, train, validation, test
     write_model_card(out_dir, meta, thresholds)
     shutil.rmtree(out_dir / CHECKPOINT_DIR, ignore_errors=True)
     return TrainResult(out_dir, thresholds, val_report, test_report, state.history, examples_per_second, resumed_from, warnings)
+
+
+def with_benign(scorer: Guard, enc_val: Encoded, val_scores: np.ndarray, benign: Sequence[str],
+                policies: dict[str, Policy]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Calibration rows: validation plus the benign texts as label-0 rows of every validated policy.
+
+    The benign texts are scored as the guard scores served traffic (long texts in windows, the max),
+    because their false-positive rate is what the fpr rule targets."""
+    if not benign:
+        return enc_val.labels, val_scores, enc_val.policies
+    names = sorted(set(enc_val.policies))
+    scores = np.concatenate([val_scores, *(scorer.score(benign, policies[name]) for name in names)])
+    labels = np.concatenate([enc_val.labels, np.zeros(len(benign) * len(names), dtype=enc_val.labels.dtype)])
+    return labels, scores, enc_val.policies + [name for name in names for _ in benign]
 
 
 def chance_warnings(val_report: dict, config: TrainConfig) -> list[str]:

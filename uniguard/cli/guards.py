@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
@@ -15,15 +14,26 @@ from uniguard.cli.compute_options import device_option, guard_on, precision_opti
 from uniguard.core.errors import UserError
 
 
-class ThresholdRule(str, Enum):  # trainers.metrics.THRESHOLD_RULES
-    f1 = "f1"
-    balanced = "balanced"
-
-
 _THRESHOLD_HELP = (
-    "How validation sets each policy's threshold: f1 (best F1; drifts low when validation is mostly violating) "
-    "or balanced (best TPR - FPR, independent of the class mix: fewer false positives on mostly benign traffic)."
+    "How validation sets each policy's threshold: f1 (best F1; drifts low when validation is mostly violating), "
+    "balanced (best TPR - FPR, independent of the class mix: fewer false positives on mostly benign traffic) "
+    "or fpr:TARGET (the lowest threshold whose false-positive rate on benign rows is at most TARGET, e.g. fpr:0.03)."
 )
+_BENIGN_HELP = ("JSON Lines of unlabelled benign user traffic (`text` per row) whose texts join the benign validation rows "
+                "of every policy for --threshold-rule fpr:TARGET.")
+_TRUNCATE_HELP = "Cut texts longer than --max-length (one warning counts them); --no-truncate fails on them instead."
+
+
+def _threshold_rule(rule: str) -> str:
+    """The rule as given, checked here so a typo fails before any model loads."""
+    from trainers.metrics import parse_threshold_rule
+
+    try:
+        parse_threshold_rule(rule)
+    except ValueError as exc:
+        raise UserError(f"--threshold-rule: {exc}") from None
+    return rule
+
 
 train_app = typer.Typer(help="Fine-tune guards: one policy (single) or many at once (multitask, MultiTaskGuard).", no_args_is_help=True)
 
@@ -40,10 +50,10 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def print_metrics_table(report: dict, title: str) -> None:
+def print_metrics_table(report: dict, title: str, group: str = "policy") -> None:
     columns = ("f1", "precision", "recall", "fpr", "auprc", "recall_at_1pct_fpr", "threshold", "tp", "fp", "tn", "fn", "n")
     table = Table(title=title)
-    table.add_column("policy")
+    table.add_column(group)
     for c in columns:
         table.add_column(c, justify="right")
     for name, m in report["per_policy"].items():
@@ -51,6 +61,14 @@ def print_metrics_table(report: dict, title: str) -> None:
     if len(report["per_policy"]) > 1:
         table.add_row("[bold]macro[/]", *(_fmt(report["macro"].get(c, "")) for c in columns))
     _console().print(table)
+
+
+def print_language_tables(report: dict, title: str) -> None:
+    """One table per policy of its metrics by language, where the rows named their language."""
+    from trainers.metrics import macro_average
+
+    for name, by_lang in report.get("per_language", {}).items():
+        print_metrics_table({"per_policy": by_lang, "macro": macro_average(by_lang.values())}, f"{title}: {name} by language", "lang")
 
 
 def _console() -> Console:
@@ -129,24 +147,26 @@ def eval_command(
         _print_json(report)
     else:
         print_metrics_table(report, f"{model} on {data}")
+        print_language_tables(report, f"{model} on {data}")
 
 
 def _train_options(
     kind: str, data: List[Path], out: Path, policy: List[str], base: Optional[str], epochs: int, batch_size: int,
     learning_rate: float, head_lr_multiplier: float, max_length: int, mlm_weight: float, adv_weight: float, adv_epsilon: float, patience: int,
-    threshold_rule: ThresholdRule, eval_every: Optional[int], seed: int, truncate: bool, overwrite: bool, as_json: bool,
-    device: str = "auto", precision: str = "auto",
+    threshold_rule: str, eval_every: Optional[int], seed: int, truncate: bool, overwrite: bool, as_json: bool,
+    benign: Optional[Path] = None, device: str = "auto", precision: str = "auto",
 ) -> None:
-    from trainers.data import load_splits, only_policies, policy_names, resolve_policies
+    from trainers.data import load_benign_texts, load_splits, only_policies, policy_names, resolve_policies
     from trainers.training import make_config, train_guard
 
     config = make_config(
         kind=kind, base_model=base, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         head_lr_multiplier=head_lr_multiplier,
         max_length=max_length, mlm_weight=mlm_weight, adv_weight=adv_weight, adv_epsilon=adv_epsilon,
-        patience=patience, threshold_rule=threshold_rule.value, eval_every=eval_every, seed=seed, truncate=truncate,
+        patience=patience, threshold_rule=_threshold_rule(threshold_rule), eval_every=eval_every, seed=seed, truncate=truncate,
         device=device, precision=precision,
     )
+    benign_texts = load_benign_texts(benign) if benign is not None else []
     splits = load_splits(data)
     names = policy_names(splits["train"])
     if policy:
@@ -165,6 +185,7 @@ def _train_options(
     result = train_guard(
         config, splits["train"], splits["validation"], policies, out, test=splits["test"],
         overwrite=overwrite, progress=True,  # tqdm writes to stderr, so --json output stays clean
+        benign=benign_texts,
     )
     summary = {
         "out": str(result.out_dir), "thresholds": result.thresholds, "validation": result.validation,
@@ -202,10 +223,11 @@ def train_single(
     adv_weight: float = typer.Option(0.0, help="Weight of the adversarial embedding term (0 = off)."),
     adv_epsilon: float = typer.Option(1.0, help="L2 radius of the adversarial embedding perturbation."),
     patience: int = typer.Option(2, help="Stop after this many evaluations without validation-F1 gain."),
-    threshold_rule: ThresholdRule = typer.Option(ThresholdRule.f1, help=_THRESHOLD_HELP),
+    threshold_rule: str = typer.Option("f1", help=_THRESHOLD_HELP),
+    benign: Optional[Path] = typer.Option(None, "--benign", help=_BENIGN_HELP),
     eval_every: Optional[int] = typer.Option(None, help="Steps between validations (default: once per epoch)."),
     seed: int = typer.Option(0, help="Seed for head initialisation, shuffling, dropout and masking."),
-    truncate: bool = typer.Option(False, "--truncate", help="Cut texts longer than --max-length instead of failing."),
+    truncate: bool = typer.Option(True, "--truncate/--no-truncate", help=_TRUNCATE_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing guard or checkpoint in --out."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (progress goes to stderr)."),
     device: str = device_option(),
@@ -213,7 +235,8 @@ def train_single(
 ) -> None:
     """Fine-tune a single-policy guard. Rerun the same command after an interruption to resume."""
     _train_options("single", [data], out, [policy], base, epochs, batch_size, learning_rate, head_lr_multiplier, max_length, mlm_weight,
-                   adv_weight, adv_epsilon, patience, threshold_rule, eval_every, seed, truncate, overwrite, as_json, device, precision)
+                   adv_weight, adv_epsilon, patience, threshold_rule, eval_every, seed, truncate, overwrite, as_json, benign,
+                   device, precision)
 
 
 @train_app.command("multitask")
@@ -231,10 +254,11 @@ def train_multitask(
     adv_weight: float = typer.Option(0.0, help="Weight of the adversarial embedding term (0 = off)."),
     adv_epsilon: float = typer.Option(1.0, help="L2 radius of the adversarial embedding perturbation."),
     patience: int = typer.Option(2, help="Stop after this many evaluations without validation macro-F1 gain."),
-    threshold_rule: ThresholdRule = typer.Option(ThresholdRule.f1, help=_THRESHOLD_HELP),
+    threshold_rule: str = typer.Option("f1", help=_THRESHOLD_HELP),
+    benign: Optional[Path] = typer.Option(None, "--benign", help=_BENIGN_HELP),
     eval_every: Optional[int] = typer.Option(None, help="Steps between validations (default: once per epoch)."),
     seed: int = typer.Option(0, help="Seed for head initialisation, shuffling, dropout and masking."),
-    truncate: bool = typer.Option(False, "--truncate", help="Cut texts longer than --max-length instead of failing."),
+    truncate: bool = typer.Option(True, "--truncate/--no-truncate", help=_TRUNCATE_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing guard or checkpoint in --out."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (progress goes to stderr)."),
     device: str = device_option(),
@@ -242,7 +266,8 @@ def train_multitask(
 ) -> None:
     """Train MultiTaskGuard: one guard on all policies at once, each policy's text as the instruction."""
     _train_options("multitask", data, out, policy, base, epochs, batch_size, learning_rate, head_lr_multiplier, max_length, mlm_weight,
-                   adv_weight, adv_epsilon, patience, threshold_rule, eval_every, seed, truncate, overwrite, as_json, device, precision)
+                   adv_weight, adv_epsilon, patience, threshold_rule, eval_every, seed, truncate, overwrite, as_json, benign,
+                   device, precision)
 
 
 devset_app = typer.Typer(help="Real development sets (offline, from installed wheels) and public hub benchmarks.", no_args_is_help=True)
@@ -337,13 +362,14 @@ def _report_baseline(scorer, files: List[Path], name: str, as_json: bool, limit:
         return
     for path, report in results.items():
         print_metrics_table(report, f"{name} on {path}")
+        print_language_tables(report, f"{name} on {path}")
 
 
 @baseline_app.command("tfidf")
 def baseline_tfidf(
     data: List[Path] = typer.Option(..., "--data", help=_DATA_HELP + " Trains on train.jsonl, calibrates on validation.jsonl."),
     eval_files: List[Path] = typer.Option([], "--eval", help="Labelled files to evaluate on (default: each DATA/test.jsonl)."),
-    threshold_rule: ThresholdRule = typer.Option(ThresholdRule.f1, help=_THRESHOLD_HELP),
+    threshold_rule: str = typer.Option("f1", help=_THRESHOLD_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """TF-IDF (word + char n-grams) + logistic regression per policy, trained on the same synthetic data."""
@@ -351,7 +377,7 @@ def baseline_tfidf(
     from trainers.data import load_splits
 
     splits = load_splits(data)
-    scorer = TfidfBaseline(threshold_rule=threshold_rule.value).fit(splits["train"], splits["validation"])
+    scorer = TfidfBaseline(threshold_rule=_threshold_rule(threshold_rule)).fit(splits["train"], splits["validation"])
     _report_baseline(scorer, _eval_files(data, eval_files), "tfidf", as_json, None, 0)
 
 
@@ -360,7 +386,7 @@ def baseline_judge(
     eval_files: List[Path] = typer.Option(..., "--eval", help="Labelled files to evaluate on."),
     model: Optional[str] = typer.Option(None, "--model", help="Causal LM directory (default: offline SmolLM2-135M-Instruct)."),
     calibrate_on: Optional[Path] = typer.Option(None, "--calibrate-on", help="Data directory whose validation.jsonl sets thresholds (default: 0.5)."),
-    threshold_rule: ThresholdRule = typer.Option(ThresholdRule.f1, help=_THRESHOLD_HELP + " Used with --calibrate-on."),
+    threshold_rule: str = typer.Option("f1", help=_THRESHOLD_HELP + " Used with --calibrate-on."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate a seeded random subset of at most this many rows per file."),
     seed: int = typer.Option(0, help="Seed of the --limit subsample."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -370,7 +396,7 @@ def baseline_judge(
     from trainers.data import load_split, policy_names, resolve_policies
 
     _quiet_transformers()
-    judge = LLMJudge(model=model, threshold_rule=threshold_rule.value)
+    judge = LLMJudge(model=model, threshold_rule=_threshold_rule(threshold_rule))
     if calibrate_on is not None:
         validation = load_split(calibrate_on, "validation")
         judge.calibrate(validation, resolve_policies(policy_names(validation)))

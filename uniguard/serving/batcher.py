@@ -53,7 +53,9 @@ class MicroBatcher:
 
     async def score(self, features: dict[str, list[list[int]]]) -> np.ndarray:
         job = _Job(features, asyncio.get_running_loop().create_future())
-        if self._pending + job.size > self.max_pending:
+        # a request alone over max_pending (long texts: a row per window) runs when nothing else waits;
+        # refusing it would answer "retry" to a request that can never fit
+        if self._pending and self._pending + job.size > self.max_pending:
             raise ServerBusy(f"{self._pending} pairs are queued (max_pending {self.max_pending}); retry shortly")
         self._pending += job.size
         self._ensure_started().put_nowait(job)

@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from synth.policy import Policy, builtin_policy_names, load_policies, load_policy
-from trainers.guard import Guard
+from trainers.guard import Guard, Windows
 from trainers.onnx import OnnxGuard
 from uniguard.core.errors import NonFiniteScore, UserError
 from uniguard.core.io import clean_unicode
@@ -104,23 +104,22 @@ class GuardService:
             raise LimitExceeded("max_policies", f"{len(request.policies)} policies exceed max_policies={s.max_policies}; "
                                 "split the request or start the server with a larger --max-policies")
 
-    def encode(self, texts: list[str], policies: list[Policy]) -> dict[str, list[list[int]]]:
-        """Tokenise every (policy, text) pair, policy-major; policies whose instruction leaves no room are refused."""
+    def encode(self, texts: list[str], policies: list[Policy]) -> Windows:
+        """Tokenise every (policy, text) pair, policy-major, a long text as its windows; policies whose
+        instruction leaves no room are refused."""
         texts = [clean_unicode(t) for t in texts]
-        merged: dict[str, list[list[int]]] = {}
+        parts = []
         for i, policy in enumerate(policies):
             try:
-                features = self.guard.encode(texts, policy)
+                parts.append(self.guard.encode_windows(texts, policy))
             except UserError as exc:
                 raise RequestError(f"policies.{i}", str(exc)) from None
             except Exception:  # the tokenizer refuses an instruction longer than max_length
                 raise RequestError(f"policies.{i}", f"policy {policy.name!r}: its description is too long for this guard's "
                                    f"max_length={self.guard.max_length} tokens; shorten the description") from None
-            for k, v in features.items():
-                merged.setdefault(k, []).extend(v)
-        return merged
+        return Windows.concat(parts)
 
-    async def _encode(self, texts: list[str], policies: list[Policy]) -> dict[str, list[list[int]]]:
+    async def _encode(self, texts: list[str], policies: list[Policy]) -> Windows:
         """Small requests are tokenised on the event loop: with the policy's tokens cached that is ~0.15 ms
         for a short prompt, less than the two thread switches of `to_thread` cost on a busy machine.
         Larger ones go to a thread so they never stall other requests for long."""
@@ -133,8 +132,9 @@ class GuardService:
         policies = self.resolve_policies(request.policies)
         if not request.texts:
             return CheckResponse(results=[], model=self.settings.model)
-        features = await self._encode(request.texts, policies)
-        scores = (await self.batcher.score(features)).reshape(len(policies), len(request.texts))
+        windows = await self._encode(request.texts, policies)
+        # the batcher scores rows (windows); the text's score is the max over its rows, as in Guard.score
+        scores = windows.text_scores(await self.batcher.score(windows.features)).reshape(len(policies), len(request.texts))
         results = []
         for t in range(len(request.texts)):
             verdicts = []
