@@ -1,0 +1,106 @@
+"""Guard quality on real traffic: guards trained only on `uniguard synth` data, measured on the real dev sets.
+
+    python -m experiments.bench_quality [--policies prompt_injection violence_weapons] [--n 400]
+        [--epochs 2] [--threshold-rule f1|balanced|fpr:0.03] [--multitask] [--out experiments/results/quality]
+
+For each policy: template data from the policy YAML (the only training input), a single-policy
+MiniLM guard (and with --multitask one MultiTaskGuard over all the policies), and TF-IDF + logistic
+regression on the same data with the same threshold rule. Each is scored on the policy's real dev set
+(`uniguard devset`, which includes the real benign pool): F1, precision, recall, the false-positive
+rate on all negatives and on the benign pool alone, AUPRC, recall at 1% and 3% FPR, and recall per
+language where rows name one. The dev sets measure only: nothing here trains, calibrates or selects
+on them. JSON goes to OUT/bench_quality.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+def _synth(policies: list[str], n: int, seed: int, out: Path) -> Path:
+    from synth.generate import BackendSpec, SynthSettings, run_synthesis
+    from synth.policy import load_policies
+
+    run_synthesis(load_policies(policies), BackendSpec("template"), SynthSettings(n=n, seed=seed), out)
+    return out
+
+
+def dev_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float, in_pool: np.ndarray, langs: list[str]) -> dict:
+    from trainers.metrics import evaluate_scores, recall_at_fpr
+
+    out = evaluate_scores(labels, scores, threshold)
+    pool = in_pool & (labels == 0)
+    out["fpr_benign_pool"] = float(np.mean(scores[pool] >= threshold)) if pool.any() else float("nan")
+    out["recall_at_3pct_fpr"] = recall_at_fpr(labels, scores, 0.03)
+    positives = labels == 1
+    out["recall_per_language"] = {lang: float(np.mean(scores[positives & (np.array(langs) == lang)] >= threshold))
+                                  for lang in sorted(set(np.array(langs)[positives]))}
+    return out
+
+
+def _scored(scorer, policy, rows: list[dict], pool_texts: set[str]) -> dict:
+    from synth.policy import load_policy
+
+    p = load_policy(policy)
+    scores = np.asarray(scorer.score([r["text"] for r in rows], p), dtype=np.float64)
+    return dev_metrics(np.array([r["label"] for r in rows]), scores, scorer.threshold(p), np.array([r["text"] in pool_texts for r in rows]),
+                       [r.get("lang") or "unknown" for r in rows])
+
+
+def run(policies: list[str], n: int, epochs: int, rule: str, multitask: bool, seed: int, work: Path) -> dict:
+    from fitness.devsets import benign_pool, load_devset
+    from trainers.baselines import TfidfBaseline
+    from trainers.data import load_splits, only_policies, resolve_policies
+    from trainers.guard import Guard
+    from trainers.training import make_config, train_guard
+
+    data = _synth(policies, n, seed, work / "data")
+    splits = load_splits([data])
+    dev = {p: [r for r in load_devset(p, seed) if r["policy"] == p] for p in policies}
+    guards: dict[str, dict[str, object]] = {"single": {}, "tfidf": {}}
+    for p in policies:
+        train, val = only_policies(splits["train"], [p]), only_policies(splits["validation"], [p])
+        config = make_config(epochs=epochs, threshold_rule=rule, seed=seed)
+        guards["single"][p] = Guard.load(train_guard(config, train, val, resolve_policies([p], [p]), work / p, progress=False).out_dir)
+        guards["tfidf"][p] = TfidfBaseline(threshold_rule=rule).fit(train, val)
+    if multitask:
+        config = make_config(kind="multitask", epochs=epochs, threshold_rule=rule, seed=seed)
+        result = train_guard(config, splits["train"], splits["validation"], resolve_policies(policies, policies), work / "multitask",
+                             progress=False)
+        shared = Guard.load(result.out_dir)
+        guards["multitask"] = {p: shared for p in policies}
+    pool_texts = {r["text"] for r in benign_pool(seed)}
+    report = {kind: {p: _scored(scorer, p, dev[p], pool_texts) for p, scorer in by_policy.items()} for kind, by_policy in guards.items()}
+    report["dev_rows"] = {p: {"n": len(rows), "positives": sum(r["label"] for r in rows)} for p, rows in dev.items()}
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--policies", nargs="+", default=["prompt_injection", "violence_weapons"])
+    parser.add_argument("--n", type=int, default=400, help="template samples per policy")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--threshold-rule", default="f1")
+    parser.add_argument("--multitask", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("experiments/results/quality"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        report = run(args.policies, args.n, args.epochs, args.threshold_rule, args.multitask, args.seed, Path(tmp))
+    report["args"] = {k: str(v) for k, v in vars(args).items()}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench_quality.json").write_text(json.dumps(report, indent=2))
+    columns = ("f1", "precision", "recall", "fpr", "fpr_benign_pool", "auprc", "recall_at_1pct_fpr", "recall_at_3pct_fpr")
+    print("guard     policy              " + " ".join(f"{c[:10]:>10}" for c in columns))
+    for kind in ("single", "multitask", "tfidf"):
+        for policy, m in report.get(kind, {}).items():
+            print(f"{kind:<9} {policy:<19} " + " ".join(f"{m[c]:>10.3f}" for c in columns))
+    print(f"details: {args.out / 'bench_quality.json'}")
+
+
+if __name__ == "__main__":
+    main()
