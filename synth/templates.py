@@ -7,6 +7,10 @@ Every candidate is enumerated (behaviour x frame x style), then `select` draws a
 style- and behaviour-balanced subset per kind. Safe requests reuse the same request frames as unsafe
 ones so a guard cannot learn "request phrasing = violation"; only jailbreak-style role-play frames are
 reserved for unsafe samples.
+
+Each kind's quota is shared with `synth.traffic`, the realistic-traffic grammar (long constrained
+instructions, multilingual chit-chat, pasted documents and code, attacks hidden in them), in the
+proportions of `synth.traffic.TRAFFIC_SHARES`.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Iterable, Iterator
 from synth.dedup import Deduper
 from synth.policy import Policy
 from synth.samples import ALLOWED, BORDERLINE, IN_DOMAIN, OUT_OF_DOMAIN, UNSAFE, Sample
-from synth.traffic import traffic_candidates, traffic_share
+from synth.traffic import guess_lang, traffic_candidates, traffic_share
 
 # ---------------------------------------------------------------- frames ({g} = first-person -ing phrase)
 REQUEST_FRAMES = {
@@ -317,7 +321,7 @@ def _request_styles(policy: Policy, g: str, label: int, kind: str, why: str, beh
 
 
 def _example_styles(policy: Policy, text: str, label: int, kind: str, why: str, group: str) -> Iterator[Sample]:
-    lang = "en" if text.isascii() else "xx"
+    lang = guess_lang(text)
     yield Sample(text, label, policy.name, kind, f"{why} (verbatim)", "example", text, lang, group=group)
     for style, wrappers in EXAMPLE_WRAPPERS.items():
         for wrapper in wrappers:

@@ -50,6 +50,28 @@ OBFUSCATION_CELLS = {"spacing": ("letter_spacing", "split_words"), "leet": ("lee
 LONG_STYLES = frozenset({"long_constraints", "pasted_document", "pasted_code", "hidden_in_document", "own_system_prompt", "support"})
 
 
+_LANG_WORDS = {
+    "de": {"und", "ich", "nicht", "bitte", "alle", "deine", "dir", "mir", "ist", "der", "die", "das", "mit", "für", "ohne", "wie"},
+    "es": {"el", "los", "las", "y", "que", "por", "para", "tus", "mi", "este", "cómo", "dime", "todas", "hola", "con", "una", "la", "más", "cuál", "qué", "muy", "puedo", "dame"},
+    "fr": {"le", "les", "et", "tu", "tes", "ce", "pour", "est", "une", "sur", "dans", "moi", "des", "avec", "sans", "comment", "quelle", "quelles", "sont", "du", "au", "ne", "se", "plus", "pas", "je"},
+    "it": {"il", "gli", "e", "di", "tutte", "le", "mi", "per", "che", "sono", "questo", "della", "come", "mostrami", "tuo"},
+    "pt": {"o", "os", "as", "e", "que", "para", "você", "meu", "minha", "não", "uma", "com", "como", "este", "seu", "suas"},
+}
+
+_LANG_CHARS = {"de": "äöüß", "es": "ñ¿¡", "fr": "èêçàù«", "it": "ìò", "pt": "ãõ"}
+
+
+def guess_lang(text: str) -> str:
+    """A coarse language tag from common function words (English unless another language clearly wins)."""
+    words = [w.strip(".,:;!?¿¡'\"()«»").lower() for w in text.split()]
+    scores = {lang: sum(w in vocab for w in words) + 2 * any(c in text for c in _LANG_CHARS[lang]) for lang, vocab in _LANG_WORDS.items()}
+    best = max(scores, key=lambda lang: scores[lang])
+    english = sum(w in {"the", "and", "you", "your", "to", "is", "of", "my", "me", "a", "in", "this", "it"} for w in words)
+    if scores[best] >= 2 and scores[best] > english:
+        return best
+    return "en" if text.isascii() else "xx"  # non-ASCII but no known language: say so rather than guess
+
+
 def is_injection_policy(policy: Policy) -> bool:
     """A policy about subverting the assistant itself (not about a topic)."""
     name = policy.name.lower()
