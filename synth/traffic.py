@@ -47,7 +47,6 @@ DOC_CELLS = {"mail_notes": ("email", "notes"), "review_article": ("review", "art
 DOC_NAMES = {"email": "e-mail", "notes": "set of meeting notes", "review": "product review", "article": "news article",
              "webpage": "web page", "tool_output": "tool output"}
 OBFUSCATION_CELLS = {"spacing": ("letter_spacing", "split_words"), "leet": ("leetspeak", "mixed_case"), "reversal": ("reversed", "rot13")}
-LONG_STYLES = frozenset({"long_constraints", "pasted_document", "pasted_code", "hidden_in_document", "own_system_prompt", "support"})
 
 
 _LANG_WORDS = {
@@ -70,6 +69,11 @@ def guess_lang(text: str) -> str:
     if scores[best] >= 2 and scores[best] > english:
         return best
     return "en" if text.isascii() else "xx"  # non-ASCII but no known language: say so rather than guess
+
+
+def is_traffic(sample: Sample) -> bool:
+    """Whether a sample came from this grammar (its group names a traffic cell)."""
+    return sample.group.startswith("t:")
 
 
 def is_injection_policy(policy: Policy) -> bool:
