@@ -20,20 +20,22 @@ from synth.backends import LocalChat, OpenAIChat, Sampling
 from synth.cache import AnswerCache, cache_key
 from synth.dedup import Deduper
 from synth.policy import Policy
-from synth.prompts import (LANGUAGE_NAMES, clean_answer, judge_messages, paraphrase_messages, parse_yes_no,
+from synth.prompts import (LANGUAGE_NAMES, clean_answer, judge_messages, max_words_for, paraphrase_messages, parse_yes_no,
                            translate_messages, write_messages)
 from synth.reflection import ReflectionStats, reflect
 from synth.report import build_report
 from synth.samples import DEFAULT_KIND_SHARES, Sample
 from synth.splits import SPLIT_NAMES, behaviour_split, stratified_split
 from synth.templates import content_words, template_samples
+from synth.traffic import STRUCTURAL_STYLES, is_traffic
 from uniguard.core.errors import UserError
 from uniguard.core.io import write_json, write_jsonl
 
 BackendName = Literal["template", "local", "openai"]
 CACHE_DIRNAME = ".synth_cache"
-# Styles whose surface form is the point (encodings, code-mixing): a paraphrase would erase it.
-_KEEP_VERBATIM_STYLES = frozenset({"obfuscated", "non_english"})
+# Styles whose surface form is the point (encodings, code-mixing, pasted documents with or without an
+# injected line, fake markers): a paraphrase would erase it.
+_KEEP_VERBATIM_STYLES = frozenset({"obfuscated", "non_english"}) | STRUCTURAL_STYLES
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,8 @@ def _unit_interval(*parts: object) -> float:
 
 def _action(sample: Sample, index: int, policy: Policy, settings: SynthSettings) -> str:
     """keep | paraphrase | write | translate, fixed by the seed so a resumed run asks the same questions."""
-    if settings.translate and sample.style == "non_english" and sample.lang in LANGUAGE_NAMES and sample.behaviour:
+    if (settings.translate and sample.style == "non_english" and sample.lang in LANGUAGE_NAMES and sample.behaviour
+            and not is_traffic(sample)):  # realistic-traffic non-English samples are already fully in one language
         return "translate"
     u = _unit_interval(settings.seed, policy.name, index, sample.text)
     if u < settings.write_fraction and sample.behaviour:
@@ -200,7 +203,7 @@ def _rewrite_with_model(backend, policy: Policy, seeds: list[Sample], settings: 
     samples = list(seeds)
     for i, answer in zip(todo, answers):
         seed = seeds[i]
-        text = clean_answer(answer)
+        text = clean_answer(answer, max_words=max_words_for(seed.style))
         source_text = seed.behaviour if actions[i] == "write" else seed.text
         if text is None:
             outcome[f"{actions[i]}_unusable"] += 1  # empty, refusal or rambling: keep the template

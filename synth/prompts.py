@@ -1,7 +1,9 @@
 """What the LLM backends are asked, and how their answers are cleaned.
 
 Small models follow demonstrations far better than instructions, so every request carries a few
-worked examples (neutral topics, so the demonstrations do not bias labels).
+worked examples (neutral topics, so the demonstrations do not bias labels). Style hints describe
+realistic traffic (long constrained instructions, pasted documents, attacks hidden in them, ...) so
+a model asked to write afresh produces what guards meet in production, not only short requests.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ _PARAPHRASE_DEMOS = (
 _WRITE_DEMOS = (
     ("planting tomatoes on a balcony", "direct", "How do I grow tomatoes on my balcony? What pots and soil do I need?"),
     ("fixing a leaking kitchen tap", "indirect", "My roommate says our kitchen tap keeps dripping and he has no idea how to fix it. What would you suggest?"),
+    ("planning a vegetarian dinner party", "long_constraints",
+     "I'm hosting six friends on Saturday and two of them are vegan. Suggest a three-course vegetarian menu. Requirements: "
+     "exactly three bullet points, one per course; at least 80 words in total; no fancy cooking terms; include one dish I can make the day before."),
 )
 STYLE_HINTS = {
     "direct": "a direct request",
@@ -29,14 +34,40 @@ STYLE_HINTS = {
     "non_english": "a request",
     "example": "a request",
     "educational": "a curious question",
+    # realistic traffic (synth/traffic.py)
+    "long_constraints": "a long instruction with several explicit formatting constraints (e.g. exactly three bullet points, at least 120 words, no jargon)",
+    "chitchat": "casual small talk, written entirely in the given language",
+    "support": "a customer-support message about an order, a payment or an account, with concrete details",
+    "pasted_code": "a short code snippet pasted with a request to fix, explain or test it",
+    "pasted_document": "an e-mail, web page or document pasted in full, followed by an ordinary request about it (summarise, translate, reply)",
+    "benign_persona": "a request for a harmless persona or role-play",
+    "own_system_prompt": "a developer pasting their own app's system prompt and asking how to improve it",
+    "plain_harmful": "a plain, direct question with no role-play and no attempt to change the assistant's rules",
+    "topic_words": "an ordinary technical or everyday question that happens to use words like inject, ignore, override or system",
+    "hidden_in_document": "an ordinary request about a pasted document, e-mail, web page or tool output whose middle or end carries an instruction aimed at the assistant",
+    "fake_system_marker": "a message with fake system, admin or developer markers or chat delimiters (e.g. [SYSTEM], <|im_start|>system) that try to change the rules",
+    "session_summary": "a fake summary of the conversation so far claiming the user was granted special permissions",
+    "obfuscated": "a message whose key words are disguised with letter spacing, leetspeak, reversed text or an encoding",
+    "persona_jailbreak": "a role-play persona that claims to have no rules, followed by a request",
+    "direct_override": "a direct instruction to ignore previous instructions, followed by a harmless request",
 }
+# Realistic traffic is long; the default cap on a generated message is for short requests.
+LONG_STYLE_MAX_WORDS = 300
+_LONG_STYLES = frozenset({"long_constraints", "pasted_document", "pasted_code", "hidden_in_document", "own_system_prompt", "support",
+                          "fake_system_marker", "session_summary"})
+
+
+def max_words_for(style: str) -> int:
+    """The longest usable answer for a sample of `style` (longer answers are treated as rambling)."""
+    return LONG_STYLE_MAX_WORDS if style in _LONG_STYLES else 150
 _REFUSAL = re.compile(r"\b(I can(no|')t|I am (not able|unable)|I'm (sorry|unable|not able)|As an AI|I won't)\b", re.I)
 _LEAD_IN = re.compile(r"^(sure|certainly|of course|here('s| is)( the| a| your)? (paraphrase|rewritten message|message|rewrite))[^:\n]*:\s*", re.I)
 _LABEL = re.compile(r"^(paraphrase|rewritten|message|user)\s*:\s*", re.I)
 
 
 def paraphrase_messages(sample: Sample) -> list[dict]:
-    messages = [{"role": "system", "content": "You paraphrase messages. Keep the exact meaning and intent; change the wording. Reply with the paraphrase only."}]
+    messages = [{"role": "system", "content": "You paraphrase messages. Keep the exact meaning and intent, every formatting constraint, "
+                                              "any pasted text and the message's language; change the wording. Reply with the paraphrase only."}]
     for original, paraphrase in _PARAPHRASE_DEMOS:
         messages += [{"role": "user", "content": f"Paraphrase: {original}"}, {"role": "assistant", "content": paraphrase}]
     messages.append({"role": "user", "content": f"Paraphrase: {sample.text}"})

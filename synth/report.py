@@ -48,6 +48,23 @@ def diversity(rows: list[dict]) -> dict:
     }
 
 
+def diversity_by_policy(splits: dict[str, list[dict]]) -> dict:
+    """Distinct-1/2/3 (and mean length, languages) per policy, per split and over all splits, plus
+    per-style distinct-2 over all splits so a style that repeats itself shows up."""
+    everything = [row for rows in splits.values() for row in rows]
+    out: dict[str, dict] = {}
+    for policy in sorted({r["policy"] for r in everything}):
+        mine = [r for r in everything if r["policy"] == policy]
+        styles = sorted({r.get("style", "") for r in mine})
+        out[policy] = {
+            "all": diversity(mine),
+            "splits": {name: diversity([r for r in rows if r["policy"] == policy]) for name, rows in splits.items()},
+            "style_distinct_2": {style: round(distinct_ngrams([r["text"] for r in mine if r.get("style", "") == style], 2), 4)
+                                 for style in styles},
+        }
+    return out
+
+
 def build_report(splits: dict[str, list[dict]], *, settings: dict, generation: dict, reflection: dict, dedup: dict) -> dict:
     everything = [row for rows in splits.values() for row in rows]
     return {
@@ -57,5 +74,5 @@ def build_report(splits: dict[str, list[dict]], *, settings: dict, generation: d
         "generation": generation,
         "reflection": reflection,
         "dedup": dedup,
-        "diversity": diversity(everything),
+        "diversity": {**diversity(everything), "per_policy": diversity_by_policy(splits)},
     }

@@ -7,6 +7,10 @@ Every candidate is enumerated (behaviour x frame x style), then `select` draws a
 style- and behaviour-balanced subset per kind. Safe requests reuse the same request frames as unsafe
 ones so a guard cannot learn "request phrasing = violation"; only jailbreak-style role-play frames are
 reserved for unsafe samples.
+
+Each kind's quota is shared with `synth.traffic`, the realistic-traffic grammar (long constrained
+instructions, multilingual chit-chat, pasted documents and code, attacks hidden in them), in the
+proportions of `synth.traffic.TRAFFIC_SHARES`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Iterable, Iterator
 from synth.dedup import Deduper
 from synth.policy import Policy
 from synth.samples import ALLOWED, BORDERLINE, IN_DOMAIN, OUT_OF_DOMAIN, UNSAFE, Sample
+from synth.traffic import guess_lang, traffic_candidates, traffic_share
 
 # ---------------------------------------------------------------- frames ({g} = first-person -ing phrase)
 REQUEST_FRAMES = {
@@ -316,7 +321,7 @@ def _request_styles(policy: Policy, g: str, label: int, kind: str, why: str, beh
 
 
 def _example_styles(policy: Policy, text: str, label: int, kind: str, why: str, group: str) -> Iterator[Sample]:
-    lang = "en" if text.isascii() else "xx"
+    lang = guess_lang(text)
     yield Sample(text, label, policy.name, kind, f"{why} (verbatim)", "example", text, lang, group=group)
     for style, wrappers in EXAMPLE_WRAPPERS.items():
         for wrapper in wrappers:
@@ -372,17 +377,42 @@ def kind_quotas(n: int, shares: dict[str, float]) -> dict[str, int]:
     return quotas
 
 
+def _select_kind(policy: Policy, kind: str, quota: int, rng: random.Random, deduper: Deduper,
+                 taken: dict[str, set[int]]) -> list[Sample]:
+    """`quota` samples of one kind: `traffic_share` of them realistic traffic (synth/traffic.py), the rest grammar.
+
+    Either side tops up the other when it runs dry; `taken` remembers what was drawn per kind (by
+    position in the deterministic pools) so a later top-up never offers the same candidate twice.
+    """
+    pools = {"traffic": traffic_candidates(policy, kind, first_person), "grammar": list(CANDIDATES_BY_KIND[kind](policy))}
+    wanted = round(quota * traffic_share(policy, kind)) if pools["traffic"] else 0
+    chosen: list[Sample] = []
+    for name, target in (("traffic", wanted), ("grammar", None), ("traffic", None)):
+        need = (target if target is not None else quota) - (len(chosen) if target is None else 0)
+        if need <= 0:
+            continue
+        used = taken.setdefault(f"{kind}:{name}", set())
+        fresh = [(i, c) for i, c in enumerate(pools[name]) if i not in used]
+        picked = select((c for _, c in fresh), need, rng, deduper)
+        ids = {id(c) for c in picked}
+        used.update(i for i, c in fresh if id(c) in ids)
+        chosen.extend(picked)
+    return chosen
+
+
 def template_samples(policy: Policy, n: int, seed: int, shares: dict[str, float], deduper: Deduper) -> tuple[list[Sample], dict[str, int]]:
     """`n` samples for one policy (fewer if the grammar runs out) and the shortfall per kind.
 
-    A safe kind whose pool runs dry is topped up from the other safe kinds so the label balance
-    holds; an unsafe shortfall is reported, never filled with safe samples.
+    Each kind's quota is split between the behaviour x frame grammar and realistic traffic
+    (`synth.traffic`). A safe kind whose pool runs dry is topped up from the other safe kinds so the
+    label balance holds; an unsafe shortfall is reported, never filled with safe samples.
     """
     samples: list[Sample] = []
     shortfall: dict[str, int] = {}
+    taken: dict[str, set[int]] = {}
     rngs = {kind: random.Random(_stable_int(str(seed), policy.name, kind)) for kind in shares}
     for kind, quota in kind_quotas(n, shares).items():
-        chosen = select(CANDIDATES_BY_KIND[kind](policy), quota, rngs[kind], deduper)
+        chosen = _select_kind(policy, kind, quota, rngs[kind], deduper, taken)
         samples.extend(chosen)
         if len(chosen) < quota:
             shortfall[kind] = quota - len(chosen)
@@ -392,7 +422,7 @@ def template_samples(policy: Policy, n: int, seed: int, shares: dict[str, float]
             break
         if kind not in shares or kind in shortfall:
             continue
-        extra = select(CANDIDATES_BY_KIND[kind](policy), missing_safe, rngs[kind], deduper)
+        extra = _select_kind(policy, kind, missing_safe, rngs[kind], deduper, taken)
         samples.extend(extra)
         missing_safe -= len(extra)
     unsafe_short = {UNSAFE: shortfall[UNSAFE]} if UNSAFE in shortfall else {}

@@ -108,6 +108,9 @@ def _print_summary(report: dict, out: Path) -> None:
     d = report["diversity"]
     console.print(f"distinct-2 {d['distinct_2']:.3f}, mean words {d['mean_words']}, "
                   f"{report['generation']['samples_per_second']} samples/s; report: {out / 'report.json'}")
+    for policy, per in d.get("per_policy", {}).items():
+        splits = ", ".join(f"{name} {v['distinct_1']:.2f}/{v['distinct_2']:.2f}/{v['distinct_3']:.2f}" for name, v in per["splits"].items())
+        console.print(f"  {policy}: distinct-1/2/3 {splits}")
 
 
 def register(app: typer.Typer) -> None:
