@@ -15,7 +15,9 @@ Each works on the singular value decomposition of the task vectors of one matrix
 
 The merged matrix is scaled by `lambda_` (the papers' alpha) and added to the base. Tensors that are
 not matrices (biases, norms) fall back to the papers' average: base + lambda * mean_i w_i delta_i.
-Every 2-D tensor counts as a matrix, the word embeddings and the classifier head included (uniguard's
+Where a decomposition is rank-deficient (duplicate tasks, zero task vectors) only its numerical rank
+is used (see `orthogonalised`, `isotropic`); for full-rank task vectors this is exactly the papers'
+formulas. Every 2-D tensor counts as a matrix, the word embeddings and the classifier head included (uniguard's
 scope and layer choices already decide which tensors are merged at all). `weights` scale each task
 vector before the decomposition (1 reproduces the papers): for TSV they scale sigma_i only, so the
 orthogonalised bases do not depend on them.
@@ -46,11 +48,20 @@ BASES_KEPT = 2  # TSV: orthogonalised bases cached per tensor (one per rank valu
 EPS = 1e-9  # rank fractions times sizes are floored; this keeps 0.3 * 30 from flooring to 8
 
 
+def numerical_rank_mask(s: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """Singular values above max(shape) * eps * the largest (numpy's matrix_rank rule)."""
+    return s > s.max() * max(shape) * torch.finfo(s.dtype).eps
+
+
 def orthogonalised(a: torch.Tensor) -> torch.Tensor:
     """The orthogonal polar factor of `a`: P Q^T where a = P S Q^T, the matrix with orthonormal
-    columns (rows, when `a` is wide) nearest to `a` in Frobenius norm (orthogonal Procrustes)."""
-    p, _, qh = torch.linalg.svd(a, full_matrices=False)
-    return p @ qh
+    columns (rows, when `a` is wide) nearest to `a` in Frobenius norm (orthogonal Procrustes).
+    Where `a` is rank-deficient (tasks sharing directions) the factor is taken on its range only
+    (a partial isometry): the paper's P Q^T is not unique there, and this choice maps identical
+    tasks to their own truncation instead of to arbitrary directions."""
+    p, s, qh = torch.linalg.svd(a, full_matrices=False)
+    keep = numerical_rank_mask(s, a.shape)
+    return p @ qh if bool(keep.all()) else p[:, keep] @ qh[keep]
 
 
 def tsv_rank(shape: Sequence[int], n_tasks: int, rank: float) -> int:
@@ -110,9 +121,12 @@ def tsv(base, deltas, *, weights, rank, lambda_, context=None, out=None):
 
 
 def isotropic(matrix: torch.Tensor) -> torch.Tensor:
-    """`matrix` with every singular value replaced by their mean: mean(sigma) * U V^T."""
+    """`matrix` with every singular value replaced by their mean: mean(sigma) * U V^T, over its
+    numerical rank (a rank-deficient sum gets no weight on the arbitrary null-space directions an
+    SVD returns; for the full-rank sums of fine-tuned task vectors this is the paper's formula)."""
     u, s, vh = torch.linalg.svd(matrix, full_matrices=False)
-    return s.mean() * (u @ vh)
+    keep = numerical_rank_mask(s, matrix.shape)
+    return s[keep].mean() * (u[:, keep] @ vh[keep]) if bool(keep.any()) else torch.zeros_like(matrix)
 
 
 @merge_operator("iso_c", params=[WEIGHTS, LAMBDA], uses_context=True, reference="https://arxiv.org/abs/2502.04959")
@@ -133,14 +147,17 @@ def iso_cts_matrix(deltas: torch.Tensor, weights: Sequence[float], common: float
     u, s, vh = torch.linalg.svd(weighted.sum(0), full_matrices=False)
     k, per_task = iso_cts_split(min(m, n), n_tasks, common)
     if per_task == 0:  # the common subspace is the whole rank: Iso-C
-        return s.mean() * (u @ vh)
+        return isotropic(weighted.sum(0))
     u_common = u[:, :k]
     residuals = weighted - u_common @ (u_common.T @ weighted)  # each task without its common-subspace part
     ru, rs, rvh = torch.linalg.svd(residuals, full_matrices=False)
     u_cat = torch.cat([u_common, ru[:, :, :per_task].permute(1, 0, 2).reshape(m, n_tasks * per_task)], dim=1)
     vh_cat = torch.cat([vh[:k], rvh[:, :per_task, :].reshape(n_tasks * per_task, n)], dim=0)
-    sigma_mean = torch.cat([s[:k], rs[:, :per_task].reshape(-1)]).mean()
-    return sigma_mean * (orthogonalised(u_cat) @ orthogonalised(vh_cat))
+    sigma = torch.cat([s[:k], rs[:, :per_task].reshape(-1)])
+    keep = numerical_rank_mask(sigma, (m, n))  # directions with (numerically) zero singular value say nothing
+    if not bool(keep.any()):
+        return torch.zeros(m, n, dtype=weighted.dtype)
+    return sigma[keep].mean() * (orthogonalised(u_cat[:, keep]) @ orthogonalised(vh_cat[keep]))
 
 
 @merge_operator("iso_cts", params=[WEIGHTS, COMMON, LAMBDA], uses_context=True, reference="https://arxiv.org/abs/2502.04959")

@@ -68,6 +68,23 @@ def test_tsv_of_one_task_at_full_rank_is_task_arithmetic():
     assert torch.allclose(out, base + 0.7 * delta, atol=1e-5)
 
 
+def test_tsv_of_identical_tasks_is_their_top_k_truncation():
+    """Three copies at weight 1: the concatenated bases are rank k, their polar factor is taken on
+    that range ((1/sqrt 3) [u u u]), and the merge is the candidate's own top-k (k = 4 // 3 = 1)
+    truncation, once, not three times: TSV adds only what the tasks do not share."""
+    base, (delta,) = _random_deltas(1, (6, 4), seed=8)
+    u, s, vh = torch.linalg.svd(delta, full_matrices=False)
+    k = tsv_rank((6, 4), 3, 1.0)
+    out = _merge("tsv", base, [delta] * 3, weights=[1.0] * 3)
+    assert k == 1 and torch.allclose(out, base + (u[:, :k] * s[:k]) @ vh[:k], atol=1e-5)
+
+
+def test_spectral_merges_of_zero_task_vectors_are_the_base():
+    base = torch.randn(5, 3, generator=torch.Generator().manual_seed(9))
+    for name in ("tsv", "iso_c", "iso_cts"):
+        assert torch.equal(_merge(name, base, [torch.zeros(5, 3)] * 2), base), name
+
+
 def test_tsv_rank_counts():
     assert tsv_rank((384, 1536), 3, 1.0) == 128
     assert tsv_rank((30, 40), 1, 0.3) == 9  # not 8: 0.3 * 30 is 8.999... in floating point
