@@ -256,3 +256,47 @@ def test_uniguard_merge_with_each_new_operator_writes_a_loadable_model(tiny_pool
     assert logits.shape == (1, 2) and torch.isfinite(logits).all()
     weights = load_file(tmp_path / "out" / "model.safetensors")
     assert any(not torch.equal(weights[k], v) for k, v in load_file(candidates[0] / "model.safetensors").items())
+
+
+# -- data-aware math (not registered until the pool supplies statistics) -----------------------
+def test_regmean_by_hand():
+    from operators.data_aware import regmean
+
+    # diagonal Grams: each input dimension is a Gram-weighted average of the columns
+    w = torch.tensor([[[1.0, 0.0]], [[3.0, 2.0]]])
+    grams = torch.stack([torch.diag(torch.tensor([1.0, 3.0])), torch.diag(torch.tensor([3.0, 1.0]))])
+    assert torch.allclose(regmean(w, grams, alpha=1.0), torch.tensor([[2.5, 0.5]]))
+    # a coupled Gram: (sum W_i G_i)(sum G_i)^-1 = [3, 3] [[3, 1], [1, 3]]^-1 = [0.75, 0.75]
+    w = torch.tensor([[[1.0, 1.0]], [[0.0, 0.0]]])
+    grams = torch.stack([torch.tensor([[2.0, 1.0], [1.0, 2.0]]), torch.eye(2)])
+    assert torch.allclose(regmean(w, grams, alpha=1.0), torch.tensor([[0.75, 0.75]]))
+    # alpha = 0 drops the coupling: per dimension, 2 * 1 / (2 + 1)
+    assert torch.allclose(regmean(w, grams, alpha=0.0), torch.tensor([[2 / 3, 2 / 3]]))
+
+
+def test_regmean_minimises_the_summed_regression_error_and_averages_under_equal_grams():
+    from operators.data_aware import regmean
+
+    g = torch.Generator().manual_seed(10)
+    w = torch.randn(3, 4, 5, generator=g, dtype=torch.float64)
+    xs = [torch.randn(20, 5, generator=g, dtype=torch.float64) for _ in range(3)]
+    grams = torch.stack([x.T @ x for x in xs])
+    merged = regmean(w, grams, alpha=1.0)
+    gradient = sum((merged - w[i]) @ grams[i] for i in range(3))  # d/dW of sum_i ||X_i (W - W_i)^T||^2 / 2
+    assert gradient.abs().max() < 1e-9
+    same = regmean(w, grams[:1].expand(3, 5, 5), alpha=0.5)
+    assert torch.allclose(same, w.mean(0))
+
+
+def test_fisher_merge_by_hand():
+    from operators.data_aware import fisher_merge
+
+    tensors = torch.tensor([[1.0, 2.0, 5.0], [3.0, 4.0, 7.0]])
+    fishers = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
+    # entry 0: equal Fisher -> mean; entry 1: only model 2 counts; entry 2: no Fisher -> weighted mean
+    assert torch.allclose(fisher_merge(tensors, fishers), torch.tensor([2.0, 4.0, 6.0]))
+    assert torch.allclose(fisher_merge(tensors, fishers, model_weights=[3.0, 1.0]), torch.tensor([1.5, 4.0, 5.5]))
+
+
+def test_data_aware_merges_are_not_offered_before_the_pool_has_statistics():
+    assert not {"regmean", "fisher"} & set(operators.available())
