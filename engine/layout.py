@@ -64,6 +64,14 @@ class TensorRole:
             return self.layer + 1
         return num_layers + 1 if self.kind is BlockKind.head else 0
 
+    def depth(self, num_layers: int) -> float:
+        """Relative depth in [0, 1] for depth-scaled operators (LiNeS): encoder layer l of L at
+        l / (L - 1), the embeddings with the first layer at 0, the head with the last at 1 (a
+        one-layer encoder's layer at 0). Counted in the pool's layers, before any are dropped."""
+        if self.layer is not None:
+            return self.layer / (num_layers - 1) if num_layers > 1 else 0.0
+        return 1.0 if self.kind is BlockKind.head else 0.0
+
 
 def tensor_role(name: str) -> TensorRole:
     for pattern, kind, sublayer in LAYOUT_PATTERNS:

@@ -50,7 +50,7 @@ def merge_state_dict(pool: ModelPool, recipe: Recipe, into: dict[str, torch.Tens
             slot = role.slot(pool.num_layers)
             if slot not in validated:
                 validated[slot] = op.validate(pool.num_candidates, recipe.operator_params(slot))
-            merged = _merge_tensor(pool, op, name, validated[slot], recipe.seed, dest)
+            merged = _merge_tensor(pool, op, name, validated[slot], recipe.seed, dest, role.depth(pool.num_layers))
         else:
             merged = pool.candidate(recipe.anchor, name, out=dest)
         out[out_name] = _in_dtype(merged, DTYPES[recipe.dtype], in_place=dest is not None)
@@ -80,14 +80,15 @@ def _in_dtype(tensor: torch.Tensor, dtype: torch.dtype, in_place: bool) -> torch
 
 
 def _merge_tensor(pool: ModelPool, op: operators.MergeOperator, name: str, params: dict[str, Any], seed: int,
-                  out: torch.Tensor | None) -> torch.Tensor:
+                  out: torch.Tensor | None, depth: float) -> torch.Tensor:
     if "seed" in params:
         params = {**params, "seed": tensor_seed(seed, name)}
     if op.inputs == "deltas":
         inputs = pool.task_vectors[name]
     else:
         inputs = [pool.candidate(i, name) for i in range(pool.num_candidates)]
-    return op.apply(pool.base[name], inputs, params, context=pool.context(name) if op.uses_context else None, out=out)
+    return op.apply(pool.base[name], inputs, params, context=pool.context(name) if op.uses_context else None, out=out,
+                    depth=depth if op.uses_depth else None)
 
 
 def merged_config(pool: ModelPool, recipe: Recipe):

@@ -13,6 +13,11 @@ Goals (DESIGN.md / issue 2): in-memory merge <= 2x the bound, >= 50x faster than
 peak memory <= 2x the inputs.
 
     python -m experiments.bench_merge [--work DIR] [--repeats 5]
+    python -m experiments.bench_merge --tiny --work NEW_DIR --repeats 1   # code-path check, seconds
+
+Also timed, per recipe into the search's model and for the first merge (which builds the pool's
+caches): DARE-TIES, DELLA, and the spectral / depth-scaled operators TSV, Iso-C, Iso-CTS, LiNeS
+(their per-recipe costs are listed at OTHER_OPERATORS).
 """
 
 from __future__ import annotations
@@ -31,12 +36,13 @@ import numpy as np
 import yaml
 
 
-def build_family(work: Path) -> tuple[Path, list[Path]]:
+def build_family(work: Path, tiny: bool = False) -> tuple[Path, list[Path]]:
     """MiniLM as a 2-label classifier (base) and 3 candidates = base + seeded task vectors.
-    Merge cost does not depend on how candidates were trained, only on their size."""
+    Merge cost does not depend on how candidates were trained, only on their size. `tiny`: the
+    tests' 2-layer, 32-wide BERT instead, to check the script's code path in seconds (numbers meaningless)."""
     from transformers import AutoModelForSequenceClassification
 
-    from experiments.smoke_pool import perturbed, save_tiny_guard
+    from experiments.smoke_pool import perturbed, save_tiny_guard, tiny_classifier
     from uniguard.core.assets import default_base_model_dir
 
     base_dir, candidates = work / "base", [work / f"guard_{i}" for i in range(3)]
@@ -45,7 +51,8 @@ def build_family(work: Path) -> tuple[Path, list[Path]]:
     import torch
 
     torch.manual_seed(0)
-    base = AutoModelForSequenceClassification.from_pretrained(default_base_model_dir(), num_labels=2).eval()
+    base = (tiny_classifier(seed=0) if tiny else
+            AutoModelForSequenceClassification.from_pretrained(default_base_model_dir(), num_labels=2).eval())
     save_tiny_guard(base, base_dir)
     for i, d in enumerate(candidates):
         save_tiny_guard(perturbed(base, seed=i + 1, scale=0.01), d)
@@ -63,6 +70,30 @@ def write_config(work: Path, base: Path, candidates: list[Path]) -> Path:
     path = work / "ties.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def _recipe(operator: str, **fields):
+    from engine import Recipe
+
+    return Recipe(operator=operator, **fields)
+
+
+# name -> the r-th recipe timed for it: each differs from the last, so per-recipe work is not cached away.
+# Per-recipe cost, beyond what the pool caches once (each task's SVD of each matrix for TSV):
+#   dare_ties, della: one fused pass over memory (the RNG is the arithmetic);
+#   tsv (new weights, same rank): one m x Nk x n matmul per matrix (the polar factors are cached per rank;
+#     a new rank costs two SVDs of the concatenated bases per matrix);
+#   iso_c (new weights): one SVD of the weighted sum per matrix (lambda alone reuses it);
+#   iso_cts (new weights): N + 3 SVDs per matrix (sum, residuals, two polar factors);
+#   lines (new alpha): the task-arithmetic pass, one scale per layer.
+OTHER_OPERATORS = {
+    "dare_ties": lambda r: _recipe("dare_ties", weights=[1, 1, 1], density=0.5, seed=r),
+    "della": lambda r: _recipe("della", weights=[1, 1, 1], density=0.5, seed=r),
+    "tsv": lambda r: _recipe("tsv", weights=[1.0, 1.0 - 0.05 * r, 0.7]),
+    "iso_c": lambda r: _recipe("iso_c", weights=[1.0, 1.0 - 0.05 * r, 0.7]),
+    "iso_cts": lambda r: _recipe("iso_cts", weights=[1.0, 1.0 - 0.05 * r, 0.7]),
+    "lines": lambda r: _recipe("lines", weights=[1, 1, 1], params={"alpha": 0.2 + 0.05 * r, "beta": 1.0}),
+}
 
 
 def in_memory(base: Path, candidates: list[Path], repeats: int) -> dict:
@@ -96,15 +127,16 @@ def in_memory(base: Path, candidates: list[Path], repeats: int) -> dict:
     # the search's path: every recipe merged into the same model's parameters (fitness/evaluator.py)
     into = {name: torch.zeros_like(t) for name, t in pool.base.items()}
     in_place = _timed_merges(pool, recipes, bytes_moved, copy_buffers, into=into)
-    other_operators = {}
-    for name in ("dare_ties", "della"):  # the random-drop kernels, for the record (goals are on TIES)
-        merge_state_dict(pool, Recipe(operator=name, weights=[1, 1, 1], density=0.5), into=into)  # builds row ranks once
+    other_operators, first_merges = {}, {}
+    for name, recipe_for in OTHER_OPERATORS.items():  # for the record (the goals are on TIES)
+        # the first merge builds what the pool caches for this operator (row ranks, each task's SVD)
+        first_merges[name] = _timed(lambda: merge_state_dict(pool, recipe_for(0), into=into))
         other_operators[name] = statistics.median(
-            _timed(lambda: merge_state_dict(pool, Recipe(operator=name, weights=[1, 1, 1], density=0.5, seed=r), into=into))
-            for r in range(repeats))
+            _timed(lambda: merge_state_dict(pool, recipe_for(r + 1), into=into)) for r in range(repeats))
     bounds, cpu_bounds = fresh["bounds"] + in_place["bounds"], fresh["cpu_bounds"] + in_place["cpu_bounds"]
     return {
         "other_operators_into_s": other_operators,
+        "other_operators_first_merge_s": first_merges,
         "load_s": loaded - start,
         "first_merge_with_index_build_s": indexed - loaded,
         "merge_s": statistics.median(fresh["times"]),
@@ -175,11 +207,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "uniguard-bench-merge")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--tiny", action="store_true",
+                        help="the tests' tiny BERT in a fresh --work dir, in-memory part only: checks the code path")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    base, candidates = build_family(args.work)
-    if args.child:
+    base, candidates = build_family(args.work, tiny=args.tiny)
+    if args.child or args.tiny:
         print(json.dumps(in_memory(base, candidates, args.repeats)))
         return
 
@@ -197,6 +231,8 @@ def main() -> None:
         ("uniguard merge into the search's model (per recipe)", mem["merge_into_s"]),
         ("uniguard merge into new tensors (per recipe)", mem["merge_s"]),
         *((f"  {name} into the search's model (per recipe)", seconds) for name, seconds in mem["other_operators_into_s"].items()),
+        *((f"    {name} first merge incl. the pool's one-time cache", seconds)
+          for name, seconds in mem["other_operators_first_merge_s"].items()),
         ("  first merge incl. one-time magnitude index", mem["first_merge_with_index_build_s"]),
         ("  pool load (once)", mem["load_s"]),
         ("uniguard whole process (uniguard merge)", ours_process),

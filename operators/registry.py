@@ -9,7 +9,10 @@ Call shape (DESIGN.md): `operators.get(name)(base, tensors, **params)` where `te
 candidates' full weights. Operators declared with `inputs="deltas"` are written over task vectors
 (candidate - base), stacked into one (N, *shape) tensor; `__call__` converts, and the model pool
 calls `apply` with its precomputed task vectors and their cached `TaskVectorContext` (magnitude
-indexes, row ranks) so nothing is recomputed per recipe.
+indexes, row ranks, per-task SVDs) so nothing is recomputed per recipe. Operators declared with
+`uses_depth=True` also receive the tensor's relative depth in the network (`depth=`, 0 = embeddings
+and the first encoder layer, 1 = the last layer and the head; engine/layout.py computes it), for
+depth-dependent scaling such as LiNeS.
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ class MergeOperator:
     max_models: int | None = None
     uses_context: bool = False  # receives `context=` (magnitude indexes, row ranks cached by the pool)
     writes_out: bool = False  # accepts `out=`: writes the result into a given float32 tensor
+    uses_depth: bool = False  # receives `depth=` in [0, 1]: where the tensor sits between input and head
     reference: str = ""
     doc: str = field(default="", compare=False)
 
@@ -125,6 +129,9 @@ class MergeOperator:
         for i, t in enumerate(tensors):
             if t.shape != tensors[0].shape or (base is not None and t.shape != base.shape):
                 raise UserError(f"operator {self.name!r}: tensor {i} has shape {tuple(t.shape)}, expected {tuple(tensors[0].shape)}")
+        depth = params.pop("depth", None) if self.uses_depth else None
+        if self.uses_depth and depth is None:
+            raise UserError(f"operator {self.name!r} scales by depth: pass depth= (0 = first layer, 1 = last layer)")
         checked = self.validate(len(tensors), params)
         base32 = None if base is None else base.float()
         if self.inputs == "deltas":
@@ -133,18 +140,23 @@ class MergeOperator:
             inputs = torch.stack([t.float() for t in tensors]) - base32
         else:
             inputs = [t.float() for t in tensors]
-        out = self.apply(base32, inputs, checked)
+        out = self.apply(base32, inputs, checked, depth=depth)
         return out.to(tensors[0].dtype)
 
     def apply(self, base: torch.Tensor | None, inputs, params: dict[str, Any], context: Any = None,
-              out: torch.Tensor | None = None) -> torch.Tensor:
+              out: torch.Tensor | None = None, depth: float | None = None) -> torch.Tensor:
         """Fast path for validated params: `inputs` are stacked task vectors or a list of weights,
         as `self.inputs` says; `context` is the pool's cached TaskVectorContext for this tensor.
         `out` (float32, contiguous, the result's shape) receives the result and is returned: operators
         that write it directly spare a fresh allocation, whose first-touch page faults cost a
-        memory-speed merge more than the merge itself."""
+        memory-speed merge more than the merge itself. `depth`: the tensor's relative depth, passed on
+        to operators declared `uses_depth`."""
         if self.uses_context:
             params = {**params, "context": context}
+        if self.uses_depth:
+            if depth is None or not 0.0 <= depth <= 1.0:
+                raise ValueError(f"operator {self.name!r}: needs depth in [0, 1], got {depth!r}")
+            params = {**params, "depth": float(depth)}
         if out is None:
             return self.fn(base, inputs, **params)
         if self.writes_out:
@@ -186,6 +198,7 @@ def merge_operator(
     min_models: int = 1,
     max_models: int | None = None,
     uses_context: bool = False,
+    uses_depth: bool = False,
     reference: str = "",
 ) -> Callable[[Callable[..., torch.Tensor]], MergeOperator]:
     """Register `fn(base, inputs, **params)` as operator `name` and return the registered operator."""
@@ -203,6 +216,7 @@ def merge_operator(
             min_models=min_models,
             max_models=max_models,
             uses_context=uses_context,
+            uses_depth=uses_depth,
             reference=reference,
             doc=(fn.__doc__ or "").strip(),
         )
@@ -212,7 +226,7 @@ def merge_operator(
     return register
 
 
-BUILTIN_MODULES = ("operators.task_arithmetic", "operators.averaging")
+BUILTIN_MODULES = ("operators.task_arithmetic", "operators.averaging", "operators.spectral", "operators.lines")
 
 
 def _load_entry_points() -> None:

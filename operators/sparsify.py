@@ -15,7 +15,9 @@ with at most three decimals; otherwise within 1/DENSITY_STEPS of the tensor.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any, Callable, Hashable
 
 import numpy as np
 import torch
@@ -71,11 +73,27 @@ def row_ranks(delta: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class TaskVectorContext:
-    """What rank-based rules need about a tensor's task vectors, built once and cached by the pool."""
+    """What rank-based rules need about a tensor's task vectors, built once and cached by the pool.
+
+    `memo` keeps other operators' derived values (operators/spectral.py: each task's SVD, once per
+    pool; orthogonalised bases per rank; the last recipe's spectrum) under a family name, at most
+    `keep` keys per family, so a search that keeps changing a parameter holds bounded memory."""
 
     deltas: torch.Tensor  # (N, *shape)
     _indexes: list[MagnitudeIndex] | None = field(default=None, repr=False)
     _ranks: torch.Tensor | None = field(default=None, repr=False)
+    _memo: dict[str, OrderedDict] = field(default_factory=dict, repr=False)
+
+    def memo(self, family: str, key: Hashable, build: Callable[[], Any], keep: int = 1) -> Any:
+        """`build()` cached under (family, key); the family's least recently used keys beyond `keep` are dropped."""
+        entries = self._memo.setdefault(family, OrderedDict())
+        if key in entries:
+            entries.move_to_end(key)
+            return entries[key]
+        value = entries[key] = build()
+        while len(entries) > keep:
+            entries.popitem(last=False)
+        return value
 
     @property
     def indexes(self) -> list[MagnitudeIndex]:
