@@ -172,7 +172,7 @@ def search_config(plan: Plan, guards: dict[str, Path], validation: Path, strateg
         pool=PoolConfig(base=resolve_model(plan.base_model), candidates=tuple(str(guards[n]) for n in names),
                         names=tuple(names), multitask="multitask"),
         data=DataConfig(validation=str(validation)),
-        space=SpaceConfig(operators=("ties", "dare_ties", "task_arithmetic", "linear", "della"), weight_groups=weight_groups,
+        space=SpaceConfig(operators=("ties", "dare_ties", "task_arithmetic", "linear", "della", "lines"), weight_groups=weight_groups,
                           scopes=("all", "all_but_head"), layers="search", dtypes=("float32", "float16"),
                           anchor=names.index("multitask"), seed=plan.seed),
         strategy=StrategyConfig(name=strategy, seed=plan.seed),
