@@ -10,6 +10,7 @@ from engine.front import FrontPoint
 from engine.journal import JournalEntry
 from engine.recipe import Recipe
 from engine.rundir import RunDir
+from trainers.compute import resolve_compute
 from trainers.guard import GUARD_META_FILE
 from trainers.model_card import render_card
 from trainers.onnx import Quantization, export_guard_dir, export_onnx, write_export_dir
@@ -61,7 +62,8 @@ def export_entry(run_dir: str | Path, entry: JournalEntry | FrontPoint, out_dir:
     meta_file = out_dir / GUARD_META_FILE
     meta = json.loads(meta_file.read_text())
     meta.update(thresholds=entry.thresholds, policies=sorted(entry.thresholds), search_run=str(run.path),
-                point=getattr(entry, "point", None), label=entry.label)
+                point=getattr(entry, "point", None), label=entry.label,
+                calibration={"rule": f"search:{config.fitness.metric}", "precision": resolve_compute(config.fitness.device, config.fitness.precision).precision})
     write_json(meta_file, meta)
     atomic_write_text(out_dir / "README.md", _model_card(entry, config.names, run.path))
     return out_dir

@@ -58,12 +58,13 @@ def measure_variant(run: RunDir, source: JournalEntry, guard_dir: str | Path, fm
     from fitness.data import build_eval_set
     from fitness.evaluator import Evaluator
     from trainers.data import load_rows, policy_names, resolve_policies
+    from trainers.compute import resolve_compute
     from trainers.onnx import ONNX_FILE
     from trainers.runtime import load_guard
 
     config = run.config()
     settings = config.fitness
-    guard = load_guard(guard_dir, threads=settings.threads)
+    guard = load_guard(guard_dir, threads=settings.threads, compute=resolve_compute(settings.device, settings.precision))
     examples = load_rows(config.data.validation)
     names = list(config.data.policies) or policy_names(examples)
     eval_set = build_eval_set(examples, resolve_policies(names, names), guard.tokenizer, settings.max_length or guard.max_length, settings.seed)

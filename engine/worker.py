@@ -107,6 +107,12 @@ class FitnessWorker:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=False)
         self.scorer = RecipeScorer(pool, eval_set, tokenizer, settings)
 
+    def placement(self) -> tuple[str, str]:
+        """(Ray node id, device) this worker runs on: where the scheduler put it, for logs and tests."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id(), self.scorer.compute.describe()
+
     def evaluate(self, recipe: dict, front: list, latencies: dict | None = None) -> dict:
         evaluation = self.scorer.evaluate(Recipe.from_dict(recipe), front, latencies)
         return {**evaluation.to_dict(), "scores": evaluation.scores}  # scores: for paired racing; not journaled

@@ -28,7 +28,7 @@ def _smoke_search_once(tmp_path_factory):
 
     import ray
 
-    from engine.config import load_search_config
+    from engine.config import load_search_config, with_compute
     from engine.search import run_search
     from experiments.smoke_pool import build_smoke_pool
 
@@ -36,7 +36,9 @@ def _smoke_search_once(tmp_path_factory):
     config_path = Path(__file__).parents[1] / "experiments" / "configs" / "smoke_search.yaml"
     pool = build_smoke_pool(root / "pool")
     try:
-        run_search(load_search_config(config_path, pool), root / "run", budget=4, workers=1, progress=False)
+        # float32: tests export its points to fp32 ONNX and compare them with the search's own scores
+        config = with_compute(load_search_config(config_path, pool), None, "float32")
+        run_search(config, root / "run", budget=4, workers=1, progress=False)
     finally:
         if ray.is_initialized():
             ray.shutdown()

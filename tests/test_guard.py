@@ -7,6 +7,7 @@ import yaml
 
 from experiments.smoke_pool import save_tiny_guard, tiny_classifier
 from synth.policy import load_policy
+from trainers.compute import Compute
 from trainers.guard import Guard, Verdict
 from uniguard.core.errors import UserError
 
@@ -29,7 +30,7 @@ def test_scores_do_not_depend_on_batching_or_order(guard_dir):
 
 
 def test_scores_match_a_direct_forward_pass(guard_dir):
-    guard = Guard.load(guard_dir)
+    guard = Guard.load(guard_dir, Compute("cpu", "float32"))  # against a float32 forward
     policy = load_policy("prompt_injection")
     batch = guard.tokenizer([policy.instruction], [TEXTS[2]], return_tensors="pt")
     with torch.no_grad():

@@ -145,3 +145,26 @@ def test_confirmation_rescores_the_front_and_the_baselines_on_new_data(smoke_sea
     for r in results:  # same data and protocol as the search: the search's F1 comes back
         assert r.confirm_f1 == pytest.approx(entries[r.hash].f1, abs=1e-6) and r.confirm_f1_se is not None
     assert json.loads(run.confirmation_file.read_text())["candidates"][0]["hash"] == results[0].hash
+
+
+def test_workers_spread_over_a_two_node_cluster_of_different_sizes(smoke, no_ray):
+    """A 1-CPU head and a 2-CPU worker node: three one-thread fitness workers fill both nodes."""
+    from ray.cluster_utils import Cluster
+
+    from engine.search import prepare
+    from engine.worker import start_workers
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=2)
+    cluster.wait_for_nodes()
+    try:
+        ray.init(address=cluster.address)
+        config = load_search_config(CONFIG, smoke)
+        actors = start_workers(ray, prepare(config), config.fitness, 3)
+        placements = ray.get([a.placement.remote() for a in actors], timeout=240)
+        nodes = {node for node, _ in placements}
+        assert nodes == {n["NodeID"] for n in ray.nodes() if n["Alive"]} and len(nodes) == 2
+        assert all(device.startswith("cpu/") for _, device in placements)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()

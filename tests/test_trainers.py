@@ -195,11 +195,11 @@ def test_fpr_threshold_rule_is_stored_with_its_target_and_benign_texts_join(tiny
     benign = tmp_path / "traffic.jsonl"
     write_jsonl(benign, [{"text": t} for t in ALLOWED * 3] + [{"text": "hello there " * 80}])
     args = ["train", "single", "--data", str(data), "--policy", "prompt_injection", "--base", tiny_base, "--epochs", "1", "--lr", "1e-3"]
-    result = CliRunner().invoke(app, args + ["--out", str(tmp_path / "g"), "--threshold-rule", "fpr:0.1", "--benign", str(benign)])
+    result = CliRunner().invoke(app, args + ["--out", str(tmp_path / "g"), "--threshold-rule", "fpr:0.1", "--benign", str(benign), "--precision", "float32"])
     assert result.exit_code == 0, result.output
     meta = json.loads((tmp_path / "g" / "uniguard.json").read_text())
     assert meta["training"]["threshold_rule"] == "fpr:0.1"
-    assert meta["calibration"] == {"rule": "fpr", "target_fpr": 0.1, "benign_texts": 13}
+    assert meta["calibration"] == {"rule": "fpr", "target_fpr": 0.1, "benign_texts": 13, "precision": "float32"}
     guard = Guard.load(tmp_path / "g")
     validation = make_examples(24, 1)
     texts = [e.text for e in validation] + [r["text"] for r in read_jsonl(benign)]
@@ -296,7 +296,7 @@ def test_threshold_rule_balanced_is_stored_and_used(tiny_base, tmp_path):
     data = write_data_dir(tmp_path / "data", {"train": make_examples(32, 0), "validation": validation})
     result = CliRunner().invoke(app, ["train", "single", "--data", str(data), "--policy", "prompt_injection", "--out",
                                       str(tmp_path / "g"), "--base", tiny_base, "--epochs", "1", "--lr", "1e-3",
-                                      "--threshold-rule", "balanced"])
+                                      "--threshold-rule", "balanced", "--precision", "float32"])
     assert result.exit_code == 0, result.output
     guard = Guard.load(tmp_path / "g")
     scores = guard.score([e.text for e in validation], "prompt_injection")

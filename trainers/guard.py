@@ -19,7 +19,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from synth.policy import Policy, load_policy
-from trainers.compute import Compute
+from trainers.compute import Compute, resolve_compute
 from uniguard.core.errors import NonFiniteScore, UserError
 from uniguard.core.io import read_json, write_json
 
@@ -141,7 +141,10 @@ class Guard:
     _pairs: "PairEncoder | None" = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Guard":
+    def load(cls, path: str | Path, compute: Compute | None = None) -> "Guard":
+        """Open a guard directory. `compute`: device and precision; None = the auto device and the
+        precision its thresholds were calibrated in (`calibration.precision` in uniguard.json; auto
+        where the guard does not say), so scores and thresholds agree."""
         model, tokenizer = load_classifier(path)
         meta_path = Path(path) / GUARD_META_FILE
         meta = read_json(meta_path, f"re-export the guard or delete {GUARD_META_FILE} (thresholds fall back to 0.5)") if meta_path.is_file() else {}
@@ -152,7 +155,7 @@ class Guard:
             default_threshold=float(meta.get("default_threshold", 0.5)),
             max_length=int(meta.get("max_length", DEFAULT_MAX_LENGTH)),
             meta=meta,
-        )
+        ).to(compute or resolve_compute("auto", meta.get("calibration", {}).get("precision", "auto")))
 
     def save(self, path: str | Path) -> None:
         path = Path(path)

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from synth.policy import Policy, load_policy
+from trainers.compute import Compute
 from trainers.guard import DEFAULT_MAX_LENGTH, GUARD_META_FILE, Guard, encode_pairs
 from uniguard.core.errors import UserError
 from uniguard.core.io import write_json
@@ -111,7 +112,7 @@ def export_guard_dir(source: Path, out_dir: Path, fmt: str = "hf", quantize: Qua
 
 def export_onnx(source: str | Path, out_dir: str | Path, quantize: Quantization = "none") -> Path:
     """Export a PyTorch guard directory to an ONNX guard directory (optionally int8-quantised)."""
-    guard = Guard.load(source)
+    guard = Guard.load(source, Compute())  # the fp32 graph is checked against the float32 PyTorch model
 
     def build(tmp: Path) -> None:
         max_diff, fusion = _export_graph(guard, tmp / ONNX_FILE)

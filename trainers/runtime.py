@@ -13,10 +13,10 @@ from trainers.onnx import OnnxGuard, is_onnx_guard_dir
 
 def load_guard(path: str | Path, threads: int | None = None, compute: Compute | None = None) -> Guard:
     """Open a guard directory: a PyTorch (safetensors) guard or an ONNX export of one. `compute`: the
-    device and precision a PyTorch guard scores in (default CPU float32; ONNX guards run on onnxruntime)."""
+    device and precision a PyTorch guard scores in (None: the auto choice, see `Guard.load`; ONNX
+    guards run on onnxruntime)."""
     if is_onnx_guard_dir(path):
         return OnnxGuard.load(path, threads=threads)
     if threads:
         torch.set_num_threads(threads)
-    guard = Guard.load(path)
-    return guard.to(compute) if compute is not None else guard
+    return Guard.load(path, compute)

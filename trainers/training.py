@@ -555,7 +555,9 @@ def _finish(model, tokenizer, config, policies, enc_val, train, validation, test
         "base_model": config.base_model or "sentence-transformers/all-MiniLM-L6-v2 (offline copy)",
         "training": config.model_dump(),
         "data_sizes": {"train": _sizes(train), "validation": _sizes(validation), "test": _sizes(test)},
-        "calibration": {**parse_threshold_rule(config.threshold_rule).to_dict(), "benign_texts": len(benign)},
+        # the precision the thresholds were calibrated in: Guard.load scores in it by default
+        "calibration": {**parse_threshold_rule(config.threshold_rule).to_dict(), "benign_texts": len(benign),
+                        "precision": compute.precision},
         "validation_metrics": val_report,
         "test_metrics": test_report,
         "best_step": state.best_step,

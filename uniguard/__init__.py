@@ -8,7 +8,7 @@ the offline asset locations.
 __version__ = "0.1.0"
 
 
-def load_guard(path, threads=None):
+def load_guard(path, threads=None, compute=None):
     """Open a guard directory (PyTorch, or an ONNX export) and return it ready to `check` texts.
 
         from uniguard import load_guard
@@ -20,4 +20,4 @@ def load_guard(path, threads=None):
     """
     from trainers.runtime import load_guard as _load_guard
 
-    return _load_guard(path, threads=threads)
+    return _load_guard(path, threads=threads, compute=compute)
