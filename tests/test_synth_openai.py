@@ -49,14 +49,17 @@ class FakeChatServer:
                         time.sleep(server.delay)
                     dead = server.die_after is not None and server.answered >= server.die_after
                     if server.always_fail or number <= server.fail_first or dead:
-                        self._send(server.status, {"error": "unavailable"})
-                        return
-                    with server._lock:
-                        server.answered += 1
-                    self._send(200, {"choices": [{"message": {"role": "assistant", "content": server.answer(body)}}]})
+                        status, reply = server.status, {"error": "unavailable"}
+                    else:
+                        with server._lock:
+                            server.answered += 1
+                        status, reply = 200, {"choices": [{"message": {"role": "assistant", "content": server.answer(body)}}]}
                 finally:
+                    # no longer in flight before the answer leaves: once the client has it, it may send
+                    # its next request, and counting this one still would over-count concurrency
                     with server._lock:
                         server.in_flight -= 1
+                self._send(status, reply)
 
             def _send(self, status, payload):
                 data = json.dumps(payload).encode()

