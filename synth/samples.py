@@ -16,7 +16,7 @@ SAFE_KINDS = KINDS[1:]
 # Share of each kind in a policy's data: half unsafe; the safe half weighted towards the hard cases, with
 # a sizeable share of unrelated everyday traffic (long, multilingual, pasted text), which is most of
 # what a deployed guard sees.
-DEFAULT_KIND_SHARES = {UNSAFE: 0.5, ALLOWED: 0.15, BORDERLINE: 0.13, IN_DOMAIN: 0.06, OUT_OF_DOMAIN: 0.16}
+DEFAULT_KIND_SHARES = {UNSAFE: 0.5, ALLOWED: 0.18, BORDERLINE: 0.15, IN_DOMAIN: 0.07, OUT_OF_DOMAIN: 0.10}
 
 
 @dataclass(frozen=True)

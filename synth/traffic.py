@@ -37,7 +37,9 @@ PER_CELL = 40  # candidates made per (style, sub-type) cell; select draws from t
 # Share of each kind's quota drawn from this module (the rest comes from the behaviour x frame grammar);
 # a kind with no traffic candidates for a policy falls back to the grammar entirely.
 TRAFFIC_SHARES = {UNSAFE: 0.5, ALLOWED: 0.7, BORDERLINE: 0.5, IN_DOMAIN: 0.0, OUT_OF_DOMAIN: 0.85}
-TOPIC_UNSAFE_SHARE = 0.25  # unsafe share for policies judged on their topic (wrapped disallowed requests)
+# Policies judged on their topic: off until a benchmark shows the traffic styles help them (see
+# traffic_share); the measured setting was {UNSAFE: 0.25} plus TRAFFIC_SHARES' safe kinds.
+TOPIC_TRAFFIC_SHARES: dict[str, float] = {}
 # Styles whose structure (a pasted document, code, markers, an encoding, a language) is the point: the
 # LLM backends keep them verbatim instead of paraphrasing them.
 STRUCTURAL_STYLES = frozenset({"pasted_document", "pasted_code", "hidden_in_document", "fake_system_marker", "session_summary",
@@ -84,8 +86,13 @@ def is_injection_policy(policy: Policy) -> bool:
 
 
 def traffic_share(policy: Policy, kind: str) -> float:
-    if kind == UNSAFE and not is_injection_policy(policy):
-        return TOPIC_UNSAFE_SHARE
+    """The share of `kind`'s quota drawn from this module. Topic policies (violence, self-harm, ...)
+    get none by default: measured on 2026-12-01, the traffic styles lowered their guards' ranking at
+    small training sizes (violence_weapons dev AUPRC 0.699 -> 0.576 at n=400; self_harm held-out
+    behaviours 0.875 -> 0.678, tests/test_trainers_integration.py), while prompt_injection's rose at
+    n=1200 (0.871 -> 0.893, docs/guards.md). `TOPIC_TRAFFIC_SHARES` is what they would get."""
+    if not is_injection_policy(policy):
+        return TOPIC_TRAFFIC_SHARES.get(kind, 0.0)
     return TRAFFIC_SHARES.get(kind, 0.0)
 
 

@@ -10,9 +10,9 @@ from synth import traffic_banks as B
 from synth.dedup import Deduper
 from synth.generate import BackendSpec, SynthSettings, run_synthesis
 from synth.policy import load_policy
-from synth.samples import DEFAULT_KIND_SHARES, UNSAFE, Sample
+from synth.samples import DEFAULT_KIND_SHARES, KINDS, UNSAFE, Sample
 from synth.templates import template_samples
-from synth.traffic import guess_lang, is_injection_policy, is_traffic
+from synth.traffic import guess_lang, is_injection_policy, is_traffic, traffic_candidates, traffic_share
 from uniguard.core.io import read_jsonl
 
 ATTACK_STYLES = ("hidden_in_document", "fake_system_marker", "session_summary", "obfuscated", "persona_jailbreak",
@@ -120,15 +120,17 @@ def test_traffic_is_deterministic_by_seed():
     assert first != [s.to_row() for s in _samples("prompt_injection", n=300, seed=8)]
 
 
-def test_topic_policies_get_benign_traffic_and_wrapped_violations():
+def test_topic_policies_can_get_benign_traffic_and_wrapped_violations_but_get_none_by_default():
     policy = load_policy("violence_weapons")
     assert not is_injection_policy(policy) and is_injection_policy(load_policy("prompt_injection"))
-    samples = _samples("violence_weapons")
-    styles = {(s.style, s.label) for s in samples if is_traffic(s)}
+    candidates = [s for kind in KINDS for s in traffic_candidates(policy, kind)]
+    styles = {(s.style, s.label) for s in candidates}
     assert {("hidden_in_document", 1), ("fake_system_marker", 1), ("persona_jailbreak", 1)} <= styles
     assert {("long_constraints", 0), ("chitchat", 0), ("support", 0), ("pasted_document", 0), ("pasted_code", 0)} <= styles
-    assert not any(s.style in ("plain_harmful", "direct_override", "session_summary") for s in samples)
-    assert all(s.behaviour in policy.disallowed for s in samples if s.label == 1 and is_traffic(s))
+    assert not any(s.style in ("plain_harmful", "direct_override", "session_summary") for s in candidates)
+    assert all(s.behaviour in policy.disallowed for s in candidates if s.label == 1)
+    assert all(traffic_share(policy, kind) == 0 for kind in KINDS)  # off until measured to help (synth/traffic.py)
+    assert not any(is_traffic(s) for s in _samples("violence_weapons", n=400))  # only a top-up when the grammar runs out
 
 
 def test_lang_and_style_reach_the_files_and_distinct_n_the_report(tmp_path):
@@ -146,5 +148,5 @@ def test_lang_and_style_reach_the_files_and_distinct_n_the_report(tmp_path):
         for split in entry["splits"].values():
             assert all(0 < split[f"distinct_{k}"] <= 1 for k in (1, 2, 3))
             assert split["distinct_1"] <= split["distinct_2"] <= split["distinct_3"]
-        assert "hidden_in_document" in entry["style_distinct_2"]
+    assert "hidden_in_document" in per_policy["prompt_injection"]["style_distinct_2"]
     assert report["total"]["per_policy"]["prompt_injection"]["lang"]["de"] > 0
