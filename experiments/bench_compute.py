@@ -134,7 +134,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_compute.json").write_text(json.dumps(report, indent=2))
     t, f, s = report["training"], report["fitness"], report["serving"]
-    print(f"training examples/s bf16/fp32: " + ", ".join(f"{p} {r:.2f}x" for p, r in t["ratio_examples_per_s"].items()))
+    print("training examples/s bf16/fp32: " + ", ".join(f"{p} {r:.2f}x" for p, r in t["ratio_examples_per_s"].items()))
     for p in POLICIES:
         print(f"  {p}: val F1 fp32 {t['float32'][p]['val_f1']:.3f} bf16 {t['bfloat16'][p]['val_f1']:.3f}; "
               f"CE {t['float32'][p]['ce_first']:.3f}->{t['float32'][p]['ce_last']:.3f} vs {t['bfloat16'][p]['ce_first']:.3f}->{t['bfloat16'][p]['ce_last']:.3f}")

@@ -246,7 +246,7 @@ def _documents_and_personas(policy: Policy, kind: str, why: str) -> Iterator[Sam
                 f"{why}: a harmless persona or role-play that does not try to remove any rule")
 
     for sub in ("a", "b"):
-        cells.fill("benign_persona", sub, persona)
+        cells.fill("benign_persona", sub, persona, behaviour=persona_behaviour)
     prompt_behaviour = _matching(policy.allowed, "system prompt") if kind != OUT_OF_DOMAIN else ""
 
     def own_prompt(rng: random.Random) -> tuple[str, str]:

@@ -21,12 +21,11 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
 
-from synth.policy import Policy, load_policy
 from trainers.compute import Compute
 from trainers.guard import DEFAULT_MAX_LENGTH, GUARD_META_FILE, Guard, encode_pairs
 from uniguard.core.errors import UserError

@@ -35,7 +35,7 @@ from trainers.losses import MaskedLMHead, adversarial_loss, classification_loss,
 from trainers.metrics import FPR_RULE, THRESHOLD_RULE_HELP, best_threshold, evaluate_scores, macro_average, parse_threshold_rule
 from uniguard.core.assets import resolve_model
 from uniguard.core.errors import UserError, format_validation_error
-from uniguard.core.io import read_json, write_json
+from uniguard.core.io import read_json
 
 CHECKPOINT_DIR = "checkpoint"
 # The policy instruction is never truncated and takes 41-83 tokens for the built-in policies (MiniLM's
