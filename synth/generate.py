@@ -24,10 +24,10 @@ from synth.prompts import (LANGUAGE_NAMES, clean_answer, judge_messages, max_wor
                            translate_messages, write_messages)
 from synth.reflection import ReflectionStats, reflect
 from synth.report import build_report
-from synth.samples import DEFAULT_KIND_SHARES, Sample
+from synth.samples import Sample
 from synth.splits import SPLIT_NAMES, behaviour_split, stratified_split
 from synth.templates import content_words, template_samples
-from synth.traffic import STRUCTURAL_STYLES, is_traffic
+from synth.traffic import STRUCTURAL_STYLES, is_traffic, kind_shares_for
 from uniguard.core.errors import UserError
 from uniguard.core.io import write_json, write_jsonl
 
@@ -71,7 +71,7 @@ class SynthSettings:
     seed: int = 0
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     split_by: Literal["row", "behaviour"] = "row"  # behaviour: validation/test hold behaviours training never shows
-    kind_shares: dict = field(default_factory=lambda: dict(DEFAULT_KIND_SHARES))
+    kind_shares: dict | None = None  # None: per policy type (synth.traffic.kind_shares_for)
     rewrite_fraction: float = 0.5  # share of template seeds a model paraphrases
     write_fraction: float = 0.0  # share a model writes afresh from the behaviour alone
     translate: bool = False  # have the model translate code-mixed non-English seeds fully
@@ -166,7 +166,8 @@ def synthesize_policy(policy: Policy, spec: BackendSpec, settings: SynthSettings
     deduper = deduper or Deduper(settings.near_threshold)
     started = time.perf_counter()
     exact_before, near_before = deduper.exact_dropped, deduper.near_dropped
-    seeds, shortfall = template_samples(policy, settings.n, settings.seed, settings.kind_shares, deduper)
+    shares = settings.kind_shares or kind_shares_for(policy)
+    seeds, shortfall = template_samples(policy, settings.n, settings.seed, shares, deduper)
     stats: dict = {"template_seeds": len(seeds), "shortfall": shortfall,
                    "selection_dedup": {"exact": deduper.exact_dropped - exact_before, "near": deduper.near_dropped - near_before}}
     backend = spec.build()

@@ -31,7 +31,7 @@ from typing import Callable, Iterator
 
 from synth import traffic_banks as B
 from synth.policy import Policy
-from synth.samples import ALLOWED, BORDERLINE, IN_DOMAIN, OUT_OF_DOMAIN, UNSAFE, Sample
+from synth.samples import ALLOWED, BORDERLINE, DEFAULT_KIND_SHARES, IN_DOMAIN, OUT_OF_DOMAIN, UNSAFE, Sample
 
 PER_CELL = 40  # candidates made per (style, sub-type) cell; select draws from these
 # Share of each kind's quota drawn from this module (the rest comes from the behaviour x frame grammar);
@@ -83,6 +83,17 @@ def is_injection_policy(policy: Policy) -> bool:
     name = policy.name.lower()
     text = " ".join((policy.description, *policy.disallowed)).lower()
     return "injection" in name or "jailbreak" in name or ("instructions" in text and ("jailbreak" in text or "system prompt" in text))
+
+
+# Prompt-injection style policies: more everyday benign traffic (out_of_domain) than topic policies.
+# Measured on prompt_injection (n=1200, 3 epochs, fpr:0.03 rule, docs/guards.md): real-traffic FPR
+# 0.019 and dev AUPRC 0.893 with these shares, 0.086 and 0.874 with DEFAULT_KIND_SHARES; on self_harm
+# held-out behaviours these shares lowered MiniLM's AUPRC (0.873 -> 0.766), hence per policy type.
+INJECTION_KIND_SHARES = {UNSAFE: 0.5, ALLOWED: 0.15, BORDERLINE: 0.13, IN_DOMAIN: 0.06, OUT_OF_DOMAIN: 0.16}
+
+
+def kind_shares_for(policy: Policy) -> dict[str, float]:
+    return dict(INJECTION_KIND_SHARES if is_injection_policy(policy) else DEFAULT_KIND_SHARES)
 
 
 def traffic_share(policy: Policy, kind: str) -> float:

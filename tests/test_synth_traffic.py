@@ -10,9 +10,9 @@ from synth import traffic_banks as B
 from synth.dedup import Deduper
 from synth.generate import BackendSpec, SynthSettings, run_synthesis
 from synth.policy import load_policy
-from synth.samples import DEFAULT_KIND_SHARES, KINDS, UNSAFE, Sample
+from synth.samples import KINDS, UNSAFE, Sample
 from synth.templates import template_samples
-from synth.traffic import guess_lang, is_injection_policy, is_traffic, traffic_candidates, traffic_share
+from synth.traffic import guess_lang, is_injection_policy, is_traffic, kind_shares_for, traffic_candidates, traffic_share
 from uniguard.core.io import read_jsonl
 
 ATTACK_STYLES = ("hidden_in_document", "fake_system_marker", "session_summary", "obfuscated", "persona_jailbreak",
@@ -22,7 +22,8 @@ BENIGN_STYLES = ("long_constraints", "chitchat", "support", "pasted_code", "past
 
 
 def _samples(name: str, n: int = 600, seed: int = 0) -> list[Sample]:
-    samples, shortfall = template_samples(load_policy(name), n, seed, DEFAULT_KIND_SHARES, Deduper())
+    policy = load_policy(name)
+    samples, shortfall = template_samples(policy, n, seed, kind_shares_for(policy), Deduper())
     assert not shortfall
     return samples
 
