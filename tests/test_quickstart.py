@@ -8,6 +8,7 @@ import pytest
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(1800)  # the whole pipeline twice: longer than the suite's per-test limit, bounded by its own timeouts
 def test_quickstart_fast_runs_the_whole_pipeline_and_caches_every_stage(tmp_path):
     out = tmp_path / "qs"
     cmd = [sys.executable, "-m", "uniguard", "quickstart", "--fast", "--out", str(out)]
