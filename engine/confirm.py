@@ -19,7 +19,7 @@ from engine.front import pareto_front
 from engine.journal import JournalEntry
 from engine.recipe import Recipe
 from engine.rundir import RunDir
-from uniguard.core.io import write_json
+from uniguard.core.io import read_json, write_json
 
 
 class Confirmation(BaseModel):
@@ -63,3 +63,11 @@ def confirm(run: RunDir, data: str | Path, top: int = 5) -> list[Confirmation]:
     results.sort(key=lambda c: -c.confirm_f1)
     write_json(run.confirmation_file, {"data": str(data), "top": top, "candidates": [c.model_dump() for c in results]})
     return results
+
+
+def load_confirmations(run: RunDir) -> list[Confirmation]:
+    """RUN/confirmation.json's candidates, best first; empty where the run has not been confirmed."""
+    if not run.confirmation_file.is_file():
+        return []
+    stored = read_json(run.confirmation_file, f"rerun `uniguard confirm {run.path} --data FILE`")
+    return [Confirmation.model_validate(c) for c in stored["candidates"]]

@@ -202,16 +202,17 @@ def export_front(run_dir: Path, out: Path, int8: bool = True) -> dict:
     from engine.front import FrontPoint, pareto_front
     from engine.pool import ModelPool
     from engine.rundir import RunDir
+    from engine.confirm import load_confirmations
     from engine.variants import add_variant
     from trainers.onnx import export_onnx
 
     run = RunDir(run_dir)
     entries = run.entries()
     front = pareto_front(entries)
-    journal = run.journal()
-    confirmed = read_json(run.confirmation_file, "rerun the confirm stage")["candidates"] if run.confirmation_file.is_file() else []
+    confirmed = load_confirmations(run)
+    by_hash = {e.hash: e for e in entries}
     chosen = {
-        "uniguard": journal.get(confirmed[0]["hash"]) if confirmed else max(front, key=lambda e: (e.f1, -e.size_bytes)),
+        "uniguard": by_hash[confirmed[0].hash] if confirmed else max(front, key=lambda e: (e.f1, -e.size_bytes)),
         "uniguard_smallest": min(front, key=lambda e: (e.size_bytes, -e.f1)),
         "uniform_average": next(e for e in entries if e.label == "uniform average"),
         "ties_defaults": next(e for e in entries if e.label == "TIES defaults"),

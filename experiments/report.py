@@ -66,12 +66,13 @@ def front_table(search: list[JournalEntry]) -> str:
 
 def confirmation_table(run: RunDir) -> str:
     """Search score vs confirmation score of the candidates the confirm stage re-scored."""
-    if not run.confirmation_file.is_file():
-        return "_no confirmation split in this run_"
-    import json
+    from engine.confirm import load_confirmations
 
-    rows = [[str(k), c["hash"][:12], c["label"] or "", _pm(c["search_f1"], c["search_f1_se"]), _pm(c["confirm_f1"], c["confirm_f1_se"])]
-            for k, c in enumerate(json.loads(run.confirmation_file.read_text())["candidates"])]
+    confirmed = load_confirmations(run)
+    if not confirmed:
+        return "_no confirmation split in this run_"
+    rows = [[str(k), c.hash[:12], c.label or "", _pm(c.search_f1, c.search_f1_se), _pm(c.confirm_f1, c.confirm_f1_se)]
+            for k, c in enumerate(confirmed)]
     return _table(["rank", "recipe", "label", "search F1 ± SE", "confirmation F1 ± SE"], rows)
 
 

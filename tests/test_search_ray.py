@@ -133,7 +133,7 @@ def test_confirmation_rescores_the_front_and_the_baselines_on_new_data(smoke_sea
     """The confirm step scores the front's best and the known-good baselines on a split the search
     never saw, with the search's protocol; the best there comes first, and a fresh read of the same
     split gives the same numbers."""
-    from engine.confirm import confirm
+    from engine.confirm import confirm, load_confirmations
     from engine.rundir import RunDir
 
     run = RunDir(smoke_search_run)
@@ -144,7 +144,7 @@ def test_confirmation_rescores_the_front_and_the_baselines_on_new_data(smoke_sea
     assert [r.confirm_f1 for r in results] == sorted((r.confirm_f1 for r in results), reverse=True)
     for r in results:  # same data and protocol as the search: the search's F1 comes back
         assert r.confirm_f1 == pytest.approx(entries[r.hash].f1, abs=1e-6) and r.confirm_f1_se is not None
-    assert json.loads(run.confirmation_file.read_text())["candidates"][0]["hash"] == results[0].hash
+    assert [c.hash for c in load_confirmations(run)] == [r.hash for r in results]  # stored best first
 
 
 def test_workers_spread_over_a_two_node_cluster_of_different_sizes(smoke, no_ray):
