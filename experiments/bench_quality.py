@@ -1,7 +1,8 @@
 """Guard quality on real traffic: guards trained only on `uniguard synth` data, measured on the real dev sets.
 
     python -m experiments.bench_quality [--policies prompt_injection violence_weapons] [--n 400]
-        [--epochs 2] [--threshold-rule f1|balanced|fpr:0.03] [--multitask] [--out experiments/results/quality]
+        [--epochs 2] [--threshold-rule f1|balanced|fpr:0.03] [--multitask] [--set KEY=VALUE ...]
+        [--out experiments/results/quality]
 
 For each policy: template data from the policy YAML (the only training input), a single-policy
 MiniLM guard (and with --multitask one MultiTaskGuard over all the policies), and TF-IDF + logistic
@@ -51,7 +52,7 @@ def _scored(scorer, policy, rows: list[dict], pool_texts: set[str]) -> dict:
                        [r.get("lang") or "unknown" for r in rows])
 
 
-def run(policies: list[str], n: int, epochs: int, rule: str, multitask: bool, seed: int, work: Path) -> dict:
+def run(policies: list[str], n: int, epochs: int, rule: str, multitask: bool, seed: int, work: Path, options: dict) -> dict:
     from fitness.devsets import benign_pool, load_devset
     from trainers.baselines import TfidfBaseline
     from trainers.data import load_splits, only_policies, resolve_policies
@@ -62,19 +63,24 @@ def run(policies: list[str], n: int, epochs: int, rule: str, multitask: bool, se
     splits = load_splits([data])
     dev = {p: [r for r in load_devset(p, seed) if r["policy"] == p] for p in policies}
     guards: dict[str, dict[str, object]] = {"single": {}, "tfidf": {}}
+    speed: dict[str, float] = {}
     for p in policies:
         train, val = only_policies(splits["train"], [p]), only_policies(splits["validation"], [p])
-        config = make_config(epochs=epochs, threshold_rule=rule, seed=seed)
-        guards["single"][p] = Guard.load(train_guard(config, train, val, resolve_policies([p], [p]), work / p, progress=False).out_dir)
+        config = make_config(epochs=epochs, threshold_rule=rule, seed=seed, **options)
+        result = train_guard(config, train, val, resolve_policies([p], [p]), work / p, progress=False)
+        guards["single"][p] = Guard.load(result.out_dir)
+        speed[p] = result.examples_per_second
         guards["tfidf"][p] = TfidfBaseline(threshold_rule=rule).fit(train, val)
     if multitask:
-        config = make_config(kind="multitask", epochs=epochs, threshold_rule=rule, seed=seed)
+        config = make_config(kind="multitask", epochs=epochs, threshold_rule=rule, seed=seed, **options)
         result = train_guard(config, splits["train"], splits["validation"], resolve_policies(policies, policies), work / "multitask",
                              progress=False)
         shared = Guard.load(result.out_dir)
         guards["multitask"] = {p: shared for p in policies}
+        speed["multitask"] = result.examples_per_second
     pool_texts = {r["text"] for r in benign_pool(seed)}
     report = {kind: {p: _scored(scorer, p, dev[p], pool_texts) for p, scorer in by_policy.items()} for kind, by_policy in guards.items()}
+    report["train_examples_per_second"] = speed
     report["dev_rows"] = {p: {"n": len(rows), "positives": sum(r["label"] for r in rows)} for p, rows in dev.items()}
     return report
 
@@ -87,10 +93,13 @@ def main() -> None:
     parser.add_argument("--threshold-rule", default="f1")
     parser.add_argument("--multitask", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a training option for every guard (a TrainConfig field, e.g. length_buckets=false); repeatable")
     parser.add_argument("--out", type=Path, default=Path("experiments/results/quality"))
     args = parser.parse_args()
+    options = dict(item.split("=", 1) for item in args.set)
     with tempfile.TemporaryDirectory() as tmp:
-        report = run(args.policies, args.n, args.epochs, args.threshold_rule, args.multitask, args.seed, Path(tmp))
+        report = run(args.policies, args.n, args.epochs, args.threshold_rule, args.multitask, args.seed, Path(tmp), options)
     report["args"] = {k: str(v) for k, v in vars(args).items()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_quality.json").write_text(json.dumps(report, indent=2))
@@ -99,6 +108,7 @@ def main() -> None:
     for kind in ("single", "multitask", "tfidf"):
         for policy, m in report.get(kind, {}).items():
             print(f"{kind:<9} {policy:<19} " + " ".join(f"{m[c]:>10.3f}" for c in columns))
+    print("training examples/s: " + ", ".join(f"{k} {v:.1f}" for k, v in report["train_examples_per_second"].items()))
     print(f"details: {args.out / 'bench_quality.json'}")
 
 

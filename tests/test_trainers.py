@@ -291,11 +291,14 @@ def test_a_collapsed_training_run_is_reported(tiny_base, tmp_path):
 
 
 def test_threshold_rule_balanced_is_stored_and_used(tiny_base, tmp_path):
-    """Validation mostly violating: the balanced rule's threshold is the one saved, not the F1 rule's."""
-    validation = [e for e in make_examples(40, 1) if e.label == 1][:14] + [e for e in make_examples(40, 1) if e.label == 0][:4]
+    """Validation mostly violating, four of its positives worded like allowed texts: the F1 rule would
+    flag everything, the balanced rule only the violating wording; the balanced threshold is saved."""
+    violating = [e for e in make_examples(40, 1) if e.label == 1][:10]
+    allowed_wording = [Example(e.text, 1, e.policy) for e in make_examples(40, 2) if e.label == 0][:4]
+    validation = violating + allowed_wording + [e for e in make_examples(40, 1) if e.label == 0][:4]
     data = write_data_dir(tmp_path / "data", {"train": make_examples(32, 0), "validation": validation})
     result = CliRunner().invoke(app, ["train", "single", "--data", str(data), "--policy", "prompt_injection", "--out",
-                                      str(tmp_path / "g"), "--base", tiny_base, "--epochs", "1", "--lr", "1e-3",
+                                      str(tmp_path / "g"), "--base", tiny_base, "--epochs", "4", "--batch-size", "8", "--lr", "1e-2",
                                       "--threshold-rule", "balanced", "--precision", "float32"])
     assert result.exit_code == 0, result.output
     guard = Guard.load(tmp_path / "g")
@@ -332,3 +335,27 @@ def test_threshold_rules_experiment_compares_both_rules(tiny_base, tmp_path, cap
     assert all(r["seeds"] == 1 and 0 <= r["dev_fpr"] <= 1 for r in rows.values())
     # the toy phrases are separable by n-grams: TF-IDF is perfect on the synthetic test split under either rule
     assert rows["tfidf", "f1"]["test_f1"] == rows["tfidf", "balanced"]["test_f1"] == 1.0
+
+
+def test_length_buckets_keep_every_row_once_and_each_batch_class_mix():
+    """Buckets cut the padding, cover each row exactly once, are a pure function of (seed, epoch) for
+    resuming, and mix classes in every batch even where labels correlate with length (positives long)."""
+    from trainers.training import _batches
+
+    rng = np.random.default_rng(0)
+    labels = np.array([i % 2 for i in range(200)])
+    lengths = np.where(labels == 1, rng.integers(80, 200, 200), rng.integers(10, 90, 200))
+    bucketed = _batches(lengths, labels, 8, seed=3, epoch=1, buckets=True)
+    plain = _batches(lengths, labels, 8, seed=3, epoch=1, buckets=False)
+    for batches in (bucketed, plain):
+        assert sorted(np.concatenate(batches).tolist()) == list(range(200))
+    assert all(0 < labels[b].sum() < len(b) for b in bucketed)
+
+    def padded(batches, lengths):
+        return sum(len(b) * lengths[b].max() for b in batches)
+
+    mixed_lengths = rng.integers(10, 200, 200)
+    assert padded(_batches(mixed_lengths, labels, 8, 3, 1, True), mixed_lengths) < 0.7 * padded(plain, mixed_lengths)
+    again = _batches(lengths, labels, 8, seed=3, epoch=1, buckets=True)
+    assert all(np.array_equal(a, b) for a, b in zip(bucketed, again))
+    assert not all(np.array_equal(a, b) for a, b in zip(bucketed, _batches(lengths, labels, 8, seed=3, epoch=2, buckets=True)))
