@@ -247,27 +247,36 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_cli_server_finishes_in_flight_requests_on_sigterm(guard_dir):
-    port = _free_port()
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
+def _start_cli_server(guard_dir, port: int, *options: str) -> subprocess.Popen:
+    """`uniguard serve` as its own process, returned once /healthz answers."""
     process = subprocess.Popen(
         [sys.executable, "-m", "uniguard", "serve", "--model", str(guard_dir), "--policy", "prompt_injection",
-         "--port", str(port), "--max-wait-ms", "1500"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+         "--port", str(port), *options],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(os.environ, HF_HUB_OFFLINE="1"),
     )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, process.stdout.read().decode()
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not come up"
-            time.sleep(0.2)
+    deadline = time.monotonic() + 120
+    while True:
+        assert process.poll() is None, process.stdout.read().decode()
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "server did not come up"
+        time.sleep(0.2)
 
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def test_cli_server_finishes_in_flight_requests_on_sigterm(guard_dir):
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = _start_cli_server(guard_dir, port, "--max-wait-ms", "1500")
+    try:
         async def in_flight():
             async with httpx.AsyncClient(base_url=url, timeout=60) as ac:
                 requests = [asyncio.create_task(ac.post("/v1/check", json={"texts": TEXTS * 4})) for _ in range(8)]
@@ -282,9 +291,54 @@ def test_cli_server_finishes_in_flight_requests_on_sigterm(guard_dir):
         assert process.wait(timeout=60) in (0, -signal.SIGTERM)
         assert "Application shutdown complete" in process.stdout.read().decode()
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        _stop(process)
+
+
+def test_a_server_killed_under_load_answers_fully_or_fails_each_request_and_restarts(guard_dir, python_guard):
+    """kill -9 while clients keep requests in flight: every request either gets its complete, correct
+    answer or an error the client sees (a dropped connection) — never a partial or empty 200 that could
+    read as "allowed" — and a restarted server on the same port answers again."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    texts = TEXTS * 2
+    expected = python_guard.check(texts, "prompt_injection")
+    process = _start_cli_server(guard_dir, port, "--max-wait-ms", "300")
+    outcomes: list[str] = []
+
+    def judge(response: httpx.Response) -> str:
+        results = response.json()["results"] if response.status_code == 200 else []
+        verdicts = [r["verdicts"][0] for r in results]
+        complete = len(verdicts) == len(texts) and all(
+            v["violates"] == e.violates and v["score"] == pytest.approx(e.score, abs=1e-4) for v, e in zip(verdicts, expected))
+        return "answered" if complete else f"wrong: {response.status_code} {response.text[:200]}"
+
+    async def client_loop(ac: httpx.AsyncClient, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                outcomes.append(judge(await ac.post("/v1/check", json={"texts": texts})))
+            except httpx.TransportError:
+                outcomes.append("error")
+                return
+
+    async def load_then_kill() -> None:
+        stop = asyncio.Event()
+        async with httpx.AsyncClient(base_url=url, timeout=30) as ac:
+            clients = [asyncio.create_task(client_loop(ac, stop)) for _ in range(6)]
+            while outcomes.count("answered") < 6:
+                await asyncio.sleep(0.05)
+            process.kill()  # SIGKILL: no graceful shutdown, requests sit in the batcher
+            stop.set()
+            await asyncio.gather(*clients)
+
+    try:
+        asyncio.run(load_then_kill())
+        process.wait(timeout=30)
+        assert [o for o in outcomes if o not in ("answered", "error")] == []
+        assert outcomes.count("error") >= 1, outcomes  # the kill met requests in flight
+        process = _start_cli_server(guard_dir, port)
+        assert judge(httpx.post(f"{url}/v1/check", json={"texts": texts}, timeout=30)) == "answered"
+    finally:
+        _stop(process)
 
 
 def test_cli_serve_rejects_a_missing_model(tmp_path, monkeypatch, capsys):
