@@ -1,14 +1,16 @@
 """float32 vs bfloat16 autocast on this machine: fitness, training and serving, ratios from one run.
 
-    python -m experiments.bench_compute [--n 160] [--recipes 12] [--out experiments/results/compute]
+    python -m experiments.bench_compute [--n 600] [--epochs 1] [--recipes 12] [--serve-rows 400]
+        [--out experiments/results/compute]
 
 1. Training: two MiniLM guards (prompt_injection, violence_weapons; template data, n per policy) trained
-   with the same options in float32 and in bfloat16 autocast: examples/s, final validation F1/AUPRC, and
-   the first/last CE of each run (the loss curves are in the JSON).
-2. Fitness: the float32 guards form a pool; the same random recipes (from the search space) are scored
+   by three recipes (TRAINING_RECIPES: the previous float32 defaults, bfloat16 autocast alone, today's
+   defaults): examples/s, validation F1/AUPRC, F1/AUPRC on the real dev set (measured, never selected
+   on), and the first/last CE of each run (the loss curves are in the JSON).
+2. Fitness: the guards trained with today's defaults form a pool; the same random recipes (from the search space) are scored
    by one-thread workers in float32 and bfloat16: example-forwards/s, the largest F1 difference and
    Spearman's rank correlation of the recipes' F1.
-3. Serving: each float32 guard scores real dev-set prompts in both precisions: verdict agreement and
+3. Serving: each of those guards (float32 weights) scores real dev-set prompts in both precisions: verdict agreement and
    examples/s.
 Every ratio compares two measurements taken in this run on this machine.
 """
@@ -35,24 +37,43 @@ def _data(root: Path, n: int) -> Path:
     return root / "data"
 
 
+# Training recipes compared: the defaults before this benchmark's changes (float32, SDPA attention,
+# random batches, attention dropout 0.1), bfloat16 autocast alone, and today's defaults.
+TRAINING_RECIPES = {
+    "previous": dict(precision="float32", attention="sdpa", length_buckets=False, attention_dropout=0.1),
+    "bfloat16_only": dict(precision="bfloat16", attention="sdpa", length_buckets=False, attention_dropout=0.1),
+    "current": dict(precision="auto", attention="auto"),
+}
+
+
 def bench_training(data: Path, root: Path, epochs: int) -> dict:
+    from fitness.devsets import load_devset
+    from synth.policy import load_policy
     from trainers.data import load_splits, only_policies, resolve_policies
+    from trainers.guard import Guard
+    from trainers.metrics import evaluate_scores
     from trainers.training import make_config, train_guard
 
     splits = load_splits([data])
-    out = {}
-    for precision in PRECISIONS:
+    out: dict = {"recipes": TRAINING_RECIPES}
+    for name, options in TRAINING_RECIPES.items():
         for policy in POLICIES:
             curve: list[float] = []
-            config = make_config(epochs=epochs, max_length=128, truncate=True, precision=precision, device="cpu")
+            config = make_config(epochs=epochs, device="cpu", **options)
             result = train_guard(config, only_policies(splits["train"], [policy]), only_policies(splits["validation"], [policy]),
-                                 resolve_policies([policy], [policy]), root / precision / policy, progress=False,
+                                 resolve_policies([policy], [policy]), root / name / policy, progress=False,
                                  on_step=lambda step, logged: curve.append(logged["ce"]))
-            out.setdefault(precision, {})[policy] = {
+            dev = [r for r in load_devset(policy) if r["policy"] == policy]  # measures only: nothing is chosen on it
+            guard, spec = Guard.load(result.out_dir), load_policy(policy)
+            dev_metrics = evaluate_scores(np.array([r["label"] for r in dev]), guard.score([r["text"] for r in dev], spec),
+                                          guard.threshold(spec))
+            out.setdefault(name, {})[policy] = {
                 "examples_per_s": result.examples_per_second, "val_f1": result.validation["macro"]["f1"],
-                "val_auprc": result.validation["macro"]["auprc"], "ce_first": curve[0], "ce_last": curve[-1], "ce_curve": curve}
-    for policy in POLICIES:
-        out.setdefault("ratio_examples_per_s", {})[policy] = out["bfloat16"][policy]["examples_per_s"] / out["float32"][policy]["examples_per_s"]
+                "val_auprc": result.validation["macro"]["auprc"], "dev_f1": dev_metrics["f1"], "dev_auprc": dev_metrics["auprc"],
+                "ce_first": curve[0], "ce_last": curve[-1], "ce_curve": curve}
+    for name in TRAINING_RECIPES:
+        out.setdefault("ratio_examples_per_s", {})[name] = {
+            p: out[name][p]["examples_per_s"] / out["previous"][p]["examples_per_s"] for p in POLICIES}
     return out
 
 
@@ -69,7 +90,7 @@ def bench_fitness(root: Path, data: Path, recipes: int) -> dict:
     from uniguard.core.assets import resolve_model
 
     torch.set_num_threads(1)  # as a search worker
-    guards = [root / "float32" / p for p in POLICIES]
+    guards = [root / "current" / p for p in POLICIES]
     pool = ModelPool.load(resolve_model(None), guards, list(POLICIES))
     tokenizer = AutoTokenizer.from_pretrained(guards[0])
     eval_set = build_eval_set(load_rows(data / "validation.jsonl"), resolve_policies(list(POLICIES), list(POLICIES)), tokenizer, 128, 0)
@@ -82,9 +103,10 @@ def bench_fitness(root: Path, data: Path, recipes: int) -> dict:
         scorer = RecipeScorer(pool, eval_set, tokenizer, FitnessSettings(racing=(1.0,), precision=precision, device="cpu"))
         scorer.evaluate(chosen[0])  # warm-up: builds the shape's model
         started = time.perf_counter()
-        f1 = [scorer.evaluate(r).f1 for r in chosen]
+        evaluations = [scorer.evaluate(r) for r in chosen]
         seconds = time.perf_counter() - started
-        out[precision] = {"example_forwards_per_s": recipes * eval_set.size / seconds, "f1": f1}
+        out[precision] = {"example_forwards_per_s": recipes * eval_set.size / seconds, "f1": [e.f1 for e in evaluations],
+                          "seconds": seconds, "merge_s": sum(e.timings["merge_s"] for e in evaluations)}
     a, b = np.asarray(out["float32"]["f1"]), np.asarray(out["bfloat16"]["f1"])
     out["ratio_example_forwards_per_s"] = out["bfloat16"]["example_forwards_per_s"] / out["float32"]["example_forwards_per_s"]
     out["max_abs_f1_difference"] = float(np.max(np.abs(a - b)))
@@ -108,7 +130,7 @@ def bench_serving(root: Path, rows: int) -> dict:
     for policy in POLICIES:
         verdicts, speed = {}, {}
         for precision in PRECISIONS:
-            guard = load_guard(root / "float32" / policy, threads=2, compute=Compute("cpu", precision))
+            guard = load_guard(root / "current" / policy, threads=2, compute=Compute("cpu", precision))
             guard.check(texts[:16], policy)  # warm-up
             started = time.perf_counter()
             verdicts[precision] = np.array([v.violates for v in guard.check(texts, policy)])
@@ -120,7 +142,7 @@ def bench_serving(root: Path, rows: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=160, help="template samples per policy")
+    parser.add_argument("--n", type=int, default=600, help="template samples per policy")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--recipes", type=int, default=12)
     parser.add_argument("--serve-rows", type=int, default=400)
@@ -134,12 +156,14 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_compute.json").write_text(json.dumps(report, indent=2))
     t, f, s = report["training"], report["fitness"], report["serving"]
-    print("training examples/s bf16/fp32: " + ", ".join(f"{p} {r:.2f}x" for p, r in t["ratio_examples_per_s"].items()))
-    for p in POLICIES:
-        print(f"  {p}: val F1 fp32 {t['float32'][p]['val_f1']:.3f} bf16 {t['bfloat16'][p]['val_f1']:.3f}; "
-              f"CE {t['float32'][p]['ce_first']:.3f}->{t['float32'][p]['ce_last']:.3f} vs {t['bfloat16'][p]['ce_first']:.3f}->{t['bfloat16'][p]['ce_last']:.3f}")
+    for name in TRAINING_RECIPES:
+        for p in POLICIES:
+            m = t[name][p]
+            print(f"training {name:<13} {p:<17} {m['examples_per_s']:6.1f} examples/s ({t['ratio_examples_per_s'][name][p]:.2f}x previous); "
+                  f"val F1 {m['val_f1']:.3f}; real dev F1 {m['dev_f1']:.3f} AUPRC {m['dev_auprc']:.3f}; CE {m['ce_first']:.3f}->{m['ce_last']:.3f}")
     print(f"fitness example-forwards/s bf16/fp32: {f['ratio_example_forwards_per_s']:.2f}x over {f['recipes']} recipes; "
-          f"max |F1 diff| {f['max_abs_f1_difference']:.4f}; Spearman {f['spearman_rank_correlation']:.3f}")
+          f"max |F1 diff| {f['max_abs_f1_difference']:.4f}; Spearman {f['spearman_rank_correlation']:.3f}; merging took "
+          + ", ".join(f"{f[p]['merge_s'] / f[p]['seconds']:.0%} of the {p} time" for p in PRECISIONS))
     for p in POLICIES:
         print(f"serving {p}: verdict agreement {s[p]['agreement']:.4f} over {s['texts']} dev prompts; bf16/fp32 {s[p]['ratio']:.2f}x")
     print(f"details: {args.out / 'bench_compute.json'}")

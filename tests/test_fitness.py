@@ -83,6 +83,26 @@ def test_complete_evaluations_carry_scores_outside_the_journal_and_reuse_a_known
     assert "scores" not in result.to_dict()
 
 
+def test_a_bfloat16_scorer_scores_each_new_merge_not_a_stale_copy(setup):
+    """The bfloat16 worker scores a resident bfloat16 copy of each merge: after one recipe, the next
+    recipe's scores equal a fresh scorer's for it, differ from the first recipe's, and stay within
+    bfloat16 rounding of float32."""
+    pool, tokenizer, eval_set = setup
+    first, second = Recipe(operator="linear", weights=[1, 0, 0]), Recipe(operator="linear", weights=[0, 0, 1])
+
+    def scores(precision, *recipes):
+        scorer = RecipeScorer(pool, eval_set, tokenizer, FitnessSettings(racing=(1.0,), latency_repeats=1, precision=precision))
+        results = [scorer.evaluate(r) for r in recipes]
+        return [np.concatenate([np.concatenate(halves) for halves in r.scores]) for r in results]
+
+    after_first, reused = scores("bfloat16", first, second)
+    (fresh,) = scores("bfloat16", second)
+    (exact,) = scores("float32", second)
+    np.testing.assert_array_equal(reused, fresh)
+    assert np.abs(reused - after_first).max() > 1e-3
+    assert np.abs(reused - exact).max() < 0.02
+
+
 # -- racing bound on synthetic scores (no model) ----------------------------------------------------
 
 def _eval_set(labels_per_policy):
