@@ -80,17 +80,13 @@ class RecipeScorer:
         return self._models[num_layers]
 
     def _device_copy(self, recipe: Recipe, model: torch.nn.Module) -> torch.nn.Module:
-        """The merged model as it is scored. The merge kernels run in float32 on the CPU into the CPU
-        model; a GPU worker, or a bfloat16 one, copies the result into a resident model on its device in
-        bfloat16 (one transfer and cast per recipe). Autocast would round the matmul weights to bfloat16
-        anyway, on every batch: casting once per recipe cut torch.profiler's CPU time for six recipes from
-        7.6 s to 5.4 s on this CPU (the per-batch weight copies had taken 15%)."""
-        dtype = torch.bfloat16 if self.compute.precision == "bfloat16" else torch.float32
-        if self.compute.device_type == "cpu" and dtype == torch.float32:
+        """The merged model on the scoring device. The merge kernels run on the CPU into the CPU model;
+        a GPU worker copies the result into its resident device model (one host-to-device transfer)."""
+        if self.compute.device_type == "cpu":
             return model
         key = len(recipe.layers) if recipe.layers is not None else self.pool.num_layers
         if key not in self._on_device:
-            self._on_device[key] = copy.deepcopy(model).to(self.compute.device, dtype)
+            self._on_device[key] = copy.deepcopy(model).to(self.compute.device)
         else:
             self._on_device[key].load_state_dict(model.state_dict())
         return self._on_device[key]

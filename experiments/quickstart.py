@@ -45,11 +45,12 @@ class Plan:
     max_length: int | None = None
 
 
-# The default is sized from a timed run on 2 idle cores: n=100, 1 epoch, 24 recipes, 40 dev rows took
-# 9.6 min (guards 7 s each, MultiTaskGuard 68 s, search 105 s, evaluation 282 s) but left the single
-# guards barely trained, so the default trains 4x as much and searches a third longer, for ~20-25 min.
+# The default trains each guard on ~5x the rows of the earlier n=160 plan (~640 training rows per policy)
+# for one epoch: training volume was the largest lever on real-traffic quality (docs/guards.md), and
+# length buckets, eager attention on the CPU and bf16 made a training step ~2.5-3x faster, so the plan
+# keeps its ~25-minute budget on 2 cores. Two epochs or 10x the rows do not fit that budget yet.
 PLANS = {
-    "default": Plan(policies=None, n=160, epochs=2, budget=32, workers=2, devset_rows=60, judge_rows=8),
+    "default": Plan(policies=None, n=800, epochs=1, budget=32, workers=2, devset_rows=60, judge_rows=8),
     "fast": Plan(policies=("prompt_injection", "violence_weapons", "pii_disclosure"), n=80, epochs=1, budget=12, workers=2,
                  devset_rows=30, judge_rows=4, fitness_n=160),
 }
