@@ -359,3 +359,15 @@ def test_length_buckets_keep_every_row_once_and_each_batch_class_mix():
     again = _batches(lengths, labels, 8, seed=3, epoch=1, buckets=True)
     assert all(np.array_equal(a, b) for a, b in zip(bucketed, again))
     assert not all(np.array_equal(a, b) for a, b in zip(bucketed, _batches(lengths, labels, 8, seed=3, epoch=2, buckets=True)))
+
+
+def test_training_attention_is_eager_on_the_cpu_unless_chosen_and_saved_guards_infer_with_sdpa(tiny_base, policies, tmp_path):
+    from trainers.compute import Compute
+    from trainers.training import training_attention
+
+    assert training_attention(make_config(), Compute("cpu")) == "eager"
+    assert training_attention(make_config(), Compute("cuda")) == "sdpa"
+    assert training_attention(make_config(attention="sdpa"), Compute("cpu")) == "sdpa"
+    result = train_guard(config(tiny_base, epochs=1), make_examples(16, 0), make_examples(8, 1), policies, tmp_path / "g", progress=False)
+    assert "eager" not in (result.out_dir / "config.json").read_text()
+    assert Guard.load(result.out_dir).model.config._attn_implementation == "sdpa"

@@ -86,8 +86,8 @@ class TrainConfig(BaseModel):
     precision: PrecisionChoice = Field("auto", description="bfloat16 autocast over float32 master weights, or float32; "
                                        "auto: bfloat16 where the hardware runs it fast (AMX / AVX-512 bf16 CPUs, CUDA)")
     length_buckets: bool = Field(True, description="batch examples of similar length together, keeping each batch's class "
-                                 "mix (about half the padding: 2.7x the examples/s on a 2-core AMX CPU); batches are still "
-                                 "drawn in a shuffled order")
+                                 "mix (38% fewer padded tokens on prompt_injection's template data); batches are still drawn "
+                                 "in a shuffled order")
     checkpoint_every: int = Field(50, ge=1, description="steps between resumable checkpoints")
     seed: int = 0
 
@@ -387,7 +387,7 @@ def training_attention(config: TrainConfig, compute: Compute) -> str:
     matmul-softmax attention trained 1.75x faster. Inference keeps SDPA, which is as fast or faster."""
     if config.attention != "auto":
         return config.attention
-    return "eager" if compute.device == "cpu" else "sdpa"
+    return "eager" if compute.device_type == "cpu" else "sdpa"
 
 
 def train_guard(
