@@ -37,18 +37,20 @@ class Plan:
     seed: int = 0
     base_model: str | None = None  # None = the offline MiniLM; any Hugging Face encoder directory or hub id
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train / validation / test shares of the synthetic data
-    # synthetic samples per policy (before dedup) for the search's scoring data and, as much again, the
-    # confirmation split: a fresh draw (another seed) with every text of the training data removed
+    # synthetic samples per policy (before dedup) for the search's scoring data and the confirmation
+    # split, half each, drawn in the same run as the guards' data and split off it (disjoint)
     fitness_n: int = 600
     # None = the trainer's default (256 tokens, capped at the model's positions): the policy instruction
     # alone takes 41-83 tokens, and at 128 long real prompts lost their payload to truncation
     max_length: int | None = None
 
 
-# The default trains each guard on ~5x the rows of the earlier n=160 plan (~640 training rows per policy)
-# for one epoch: training volume was the largest lever on real-traffic quality (docs/guards.md), and
-# length buckets, eager attention on the CPU and bf16 made a training step ~2.5-3x faster, so the plan
-# keeps its ~25-minute budget on 2 cores. Two epochs or 10x the rows do not fit that budget yet.
+# The default draws n=800 plus fitness_n=600 template samples per policy; the templates' distinct texts
+# are dealt out to all five splits, which leaves each single guard ~400-620 training rows (the n=160
+# plan had ~125) for one epoch. Training volume was the largest lever on real-traffic quality
+# (docs/guards.md), and length buckets, eager attention on the CPU and bf16 made a training step
+# ~2.5-3x faster (docs/compute.md), which pays for it. Two epochs, or 10x the rows, do not fit the
+# ~30-minute budget on 2 cores yet.
 PLANS = {
     "default": Plan(policies=None, n=800, epochs=1, budget=32, workers=2, devset_rows=60, judge_rows=8),
     "fast": Plan(policies=("prompt_injection", "violence_weapons", "pii_disclosure"), n=80, epochs=1, budget=12, workers=2,
@@ -91,13 +93,12 @@ def run_quickstart(out: Path, fast: bool = False, say: Callable[[str], None] = p
     write_json(out / "plan.json", {**asdict(plan), "policies": policies, "fast": fast})
     stages = Stages(out, say)
     data = out / "data"
-    stages.run("synth", lambda: synthesize(policies, plan, data))
+    fitness = out / "data_fitness"
+    stages.run("synth", lambda: synthesize(policies, plan, data, fitness_dir=fitness))
     guards = {}
     for policy in policies:
         guards[policy] = Path(stages.run(f"train_single_{policy}", lambda p=policy: train_policies(plan, data, out / "guards" / p, [p])))
     guards["multitask"] = Path(stages.run("train_multitask", lambda: train_policies(plan, data, out / "guards" / "multitask", policies)))
-    fitness = out / "data_fitness"
-    stages.run("synth_fitness", lambda: synthesize_fitness(policies, plan, data, fitness))
     run_dir = out / "search"
     stages.run("search", lambda: search_stage(plan, guards, fitness / SEARCH_FILE, run_dir))
     stages.run("confirm", lambda: confirm_stage(run_dir, fitness / CONFIRMATION_FILE))
@@ -108,15 +109,38 @@ def run_quickstart(out: Path, fast: bool = False, say: Callable[[str], None] = p
     return report
 
 
-def synthesize(policies: list[str], plan: Plan, data: Path, backend=None) -> dict:
+def synthesize(policies: list[str], plan: Plan, data: Path, backend=None, fitness_dir: Path | None = None) -> dict:
+    """The guards' train / validation / test splits in `data`; with `fitness_dir`, also the search's
+    scoring data and the confirmation split there (plan.fitness_n samples per policy between them).
+
+    All five come from one generation run, deduplicated together and dealt out per (policy, label,
+    kind) stratum, so they are disjoint and each holds both labels. Separate runs are not: a policy's
+    templates yield a few hundred distinct violating texts, and at the default n a second draw with the
+    training texts removed kept 0-4 positives for most policies (the search then refused to start)."""
     from synth.generate import BackendSpec, SynthSettings, run_synthesis
     from synth.policy import load_policies
+    from synth.splits import stratified_split
 
     # Default: the template backend, the one that runs in minutes on 2 CPU cores (see the README's
     # synth section for what model rewriting adds and costs).
     backend = backend or BackendSpec("template")
-    report = run_synthesis(load_policies(policies), backend, SynthSettings(n=plan.n, seed=plan.seed, fractions=plan.split), data)
-    return {"counts": report.get("counts"), "dir": str(data)}
+    extra = plan.fitness_n if fitness_dir is not None else 0
+    total = plan.n + extra
+    train, validation, test = (share * plan.n / total for share in plan.split)
+    run_synthesis(load_policies(policies), backend,
+                  SynthSettings(n=total, seed=plan.seed, fractions=(train, validation, test + extra / total)), data)
+    if fitness_dir is not None:
+        rest = test + extra / total
+        parts = stratified_split(read_jsonl(data / "test.jsonl"), (test / rest, extra / total / 2 / rest, extra / total / 2 / rest),
+                                 plan.seed)
+        fitness_dir.mkdir(parents=True, exist_ok=True)
+        for path, key in ((data / "test.jsonl", "train"), (fitness_dir / SEARCH_FILE, "validation"),
+                          (fitness_dir / CONFIRMATION_FILE, "test")):
+            write_jsonl(path, parts[key])
+    files = [data / f"{name}.jsonl" for name in ("train", "validation", "test")]
+    files += [fitness_dir / SEARCH_FILE, fitness_dir / CONFIRMATION_FILE] if fitness_dir is not None else []
+    counts = {path.name: len(read_jsonl(path)) for path in files}
+    return {"counts": counts, "dir": str(data)}
 
 
 def train_policies(plan: Plan, data: Path, out_dir: Path, policies: list[str]) -> str:
@@ -133,24 +157,6 @@ def train_policies(plan: Plan, data: Path, out_dir: Path, policies: list[str]) -
 
 
 SEARCH_FILE, CONFIRMATION_FILE = "search.jsonl", "confirmation.jsonl"
-
-
-def synthesize_fitness(policies: list[str], plan: Plan, data: Path, out_dir: Path) -> dict:
-    """The search's scoring data and the confirmation split: a fresh synthetic draw (seed + 1), halved,
-    with every text that is in the training data's splits removed, so the search ranks recipes on
-    examples no guard trained on and confirmation reads examples the search never saw."""
-    from synth.generate import BackendSpec, SynthSettings, run_synthesis
-    from synth.policy import load_policies
-
-    run_synthesis(load_policies(policies), BackendSpec("template"),
-                  SynthSettings(n=plan.fitness_n, seed=plan.seed + 1, fractions=(0.0, 0.5, 0.5)), out_dir / "draw")
-    seen = {row["text"] for split in ("train", "validation", "test") for row in read_jsonl(data / f"{split}.jsonl")}
-    counts = {}
-    for source, name in (("validation", SEARCH_FILE), ("test", CONFIRMATION_FILE)):
-        rows = [row for row in read_jsonl(out_dir / "draw" / f"{source}.jsonl") if row["text"] not in seen]
-        write_jsonl(out_dir / name, rows)
-        counts[name] = len(rows)
-    return counts
 
 
 def confirm_stage(run_dir: Path, data: Path) -> list[dict]:
