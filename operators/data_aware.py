@@ -100,9 +100,13 @@ class RegMeanTerms:
 
     @classmethod
     def build(cls, deltas: torch.Tensor, grams: torch.Tensor) -> "RegMeanTerms":
-        diagonals = torch.diagonal(grams, dim1=-2, dim2=-1)  # (N, in)
-        return cls(torch.einsum("noi,nij->oj", deltas, grams), torch.einsum("noi,ni->oi", deltas, diagonals),
-                   grams.sum(0), diagonals.sum(0), deltas.mean(0))
+        """Summed in float64 and kept in the task vectors' dtype: the solve amplifies rounding by the
+        Grams' condition number."""
+        d64, g64 = deltas.double(), grams.double()
+        diagonals = torch.diagonal(g64, dim1=-2, dim2=-1)  # (N, in)
+        terms = (torch.einsum("noi,nij->oj", d64, g64), torch.einsum("noi,ni->oi", d64, diagonals),
+                 g64.sum(0), diagonals.sum(0), d64.mean(0))
+        return cls(*(t.to(deltas.dtype) for t in terms))
 
     def solve(self, alpha: float) -> torch.Tensor:
         """regmean(deltas, grams + r / N I, alpha), i.e.
