@@ -148,7 +148,7 @@ def test_identical_candidates_merge_to_that_candidate(tiny_pool_dirs, smoke, nam
     base, candidates = tiny_pool_dirs
     pool = ModelPool.load(base, [candidates[0]] * 3)
     _, setup = smoke
-    pool.compute_statistics(setup.eval_set, _tokenizer(pool), operators.get(name).uses_statistics)
+    pool.compute_statistics(setup.eval_set.prefix(0.25), _tokenizer(pool), operators.get(name).uses_statistics)
     merged = merge_state_dict(pool, Recipe(operator=name))
     original = load_file(candidates[0] / "model.safetensors")
     for tensor, value in merged.items():
@@ -163,13 +163,12 @@ def test_statistics_are_computed_once_per_pool_not_per_recipe(tiny_pool_dirs, sm
         monkeypatch.setitem(engine.pool._STATISTICS, kind, lambda *a, _c=compute, _k=kind: calls.append(_k) or _c(*a))
     base, candidates = tiny_pool_dirs
     pool = ModelPool.load(base, candidates)
-    _, setup = smoke
-    tokenizer = _tokenizer(pool)
+    data, tokenizer = smoke[1].eval_set.prefix(0.25), _tokenizer(pool)  # a quarter: counting calls needs no more
     for alpha in (0.5, 0.9):
-        pool.compute_statistics(setup.eval_set, tokenizer, ["gram"])
+        pool.compute_statistics(data, tokenizer, ["gram"])
         merge_state_dict(pool, Recipe(operator="regmean", params={"alpha": alpha}))
     assert calls == ["gram"] * 3  # one pass per candidate
-    pool.compute_statistics(setup.eval_set, tokenizer, ["gram", "fisher"])  # only what is missing
+    pool.compute_statistics(data, tokenizer, ["gram", "fisher"])  # only what is missing
     merge_state_dict(pool, Recipe(operator="fisher", weights=[1.0, 0.2, 0.4]))
     assert calls == ["gram"] * 3 + ["fisher"] * 3
 
@@ -181,6 +180,21 @@ def test_a_pool_without_statistics_refuses_a_data_aware_merge_naming_the_fix(tin
         merge_state_dict(pool, Recipe(operator="regmean"))
     with pytest.raises(UserError, match="'fisher'.*Fisher"):
         merge_state_dict(pool, Recipe(operator="fisher"))
+
+
+def test_uniguard_merge_refuses_a_data_aware_recipe_naming_the_fix(tiny_pool_dirs, tmp_path):
+    from typer.testing import CliRunner
+
+    from uniguard.cli import app
+
+    base, candidates = tiny_pool_dirs
+    config = tmp_path / "merge.yaml"
+    config.write_text(yaml.safe_dump({"base_model": str(base), "models": [str(c) for c in candidates],
+                                      "recipe": {"operator": "regmean", "params": {"alpha": 0.9}}}))
+    result = CliRunner().invoke(app, ["merge", str(config), "--out", str(tmp_path / "out")])
+    assert result.exit_code != 0 and isinstance(result.exception, UserError)  # main() prints it, no traceback
+    assert "'regmean'" in str(result.exception) and "uniguard export RUN_DIR --point K" in str(result.exception)
+    assert not (tmp_path / "out").exists()  # nothing half-written
 
 
 def test_search_space_decodes_to_the_data_aware_operators_and_merges_them(smoke):
