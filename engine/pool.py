@@ -66,7 +66,7 @@ class PoolStatistics:
 
     grams: dict[str, torch.Tensor] = field(default_factory=dict)  # a linear layer's "*.weight" -> (N, in, in)
     fishers: dict[str, torch.Tensor] = field(default_factory=dict)  # parameter name -> (N, *shape)
-    kinds: frozenset[str] = frozenset()  # which kinds have been computed
+    kinds: frozenset[StatisticKind] = frozenset()  # which kinds have been computed
     policies: tuple[tuple[str, ...], ...] = ()  # per candidate: the policies whose calibration rows it saw
 
 

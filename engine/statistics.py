@@ -8,7 +8,6 @@ a parameter's Fisher under its own name. operators/data_aware.py says what each 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Collection, Sequence
@@ -19,6 +18,7 @@ import torch.nn.functional as F
 
 from fitness.data import EvalSet
 from trainers.guard import GUARD_META_FILE
+from uniguard.core.io import read_json
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,8 @@ def candidate_policies(candidate_dir: Path, eval_set: EvalSet) -> list[str]:
     sees its own policy's rows; a MultiTaskGuard, or a guard that names none of these policies (no
     metadata), sees all of them, as the fitness data scores every merge on all of them."""
     meta_file = Path(candidate_dir) / GUARD_META_FILE
-    listed = set(json.loads(meta_file.read_text()).get("policies", [])) if meta_file.is_file() else set()
+    meta = read_json(meta_file, "re-save or retrain that guard") if meta_file.is_file() else {}
+    listed = set(meta.get("policies", []))
     names = [p.name for p in eval_set.policies]
     own = [name for name in names if name in listed]
     return own or names

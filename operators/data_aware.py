@@ -113,7 +113,8 @@ class RegMeanTerms:
         (alpha dg + (1 - alpha) dd + r mean)(alpha g + (1 - alpha) diag(d) + r I)^-1,
         in float64 (the Grams of correlated inputs are ill-conditioned)."""
         d = self.d.double()
-        ridge = RIDGE * float(d.mean()) if float(d.mean()) > 0 else RIDGE
+        scale = float(d.mean())
+        ridge = RIDGE * (scale if scale > 0 else 1.0)  # all-zero Grams (no data reached it): the plain average
         total = alpha * self.g.double() + torch.diag((1 - alpha) * d + ridge)
         rhs = alpha * self.dg.double() + (1 - alpha) * self.dd.double() + ridge * self.mean.double()
         return torch.linalg.solve(total, rhs.T).T.to(self.dg.dtype)

@@ -1,6 +1,7 @@
 """RegMean and Fisher merging end to end on tiny guards: the pool's statistics, the operators, search and export."""
 
 import json
+import pickle
 from dataclasses import replace
 
 import pytest
@@ -82,6 +83,9 @@ def test_statistics_cover_every_linear_weight_and_every_parameter(smoke):
     for name, fisher in stats.fishers.items():
         assert fisher.shape == pool.task_vectors[name].shape and (fisher >= 0).all()
     assert pool.statistics("bert.encoder.layer.0.attention.self.query.bias").gram is None  # biases: no Gram
+    shipped = pickle.loads(pickle.dumps(pool))  # as Ray ships the pool to its workers
+    name = "bert.encoder.layer.1.output.dense.weight"
+    assert torch.equal(shipped.statistics(name).gram, pool.statistics(name).gram)
 
 
 def test_grams_read_only_the_calibration_half(smoke):
