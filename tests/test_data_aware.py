@@ -232,3 +232,25 @@ def test_a_search_runs_export_reproduces_the_data_aware_merge(smoke, tmp_path):
     exported = load_file(out / "model.safetensors")
     for name, value in merge_state_dict(setup.pool, recipe).items():
         assert torch.allclose(exported[name], value, atol=1e-6), name
+
+
+@pytest.mark.parametrize("recipe", [Recipe(operator="regmean", params={"alpha": 0.6}), Recipe(operator="fisher", weights=[1.0, 0.3, 0.6])])
+def test_merging_into_a_models_parameters_gives_the_same_weights(smoke, recipe):
+    """The search merges each recipe into one model's parameters (engine/worker.py): same weights as a fresh merge."""
+    pool = smoke[1].pool
+    into = {name: torch.zeros_like(t) for name, t in pool.base.items()}
+    merge_state_dict(pool, recipe, into=into)
+    for name, expected in merge_state_dict(pool, recipe).items():
+        assert torch.equal(into[name], expected), name
+
+
+def test_a_fitness_worker_scores_a_data_aware_recipe(smoke):
+    """What each Ray worker does with the pool it was shipped: merge the recipe, score it on the scoring half."""
+    from engine.worker import RecipeScorer
+
+    config, setup = smoke
+    settings = config.fitness.model_copy(update={"racing": (1.0,), "device": "cpu", "precision": "float32"})
+    scorer = RecipeScorer(setup.pool, setup.eval_set, _tokenizer(setup.pool), settings)
+    for recipe in (Recipe(operator="regmean"), Recipe(operator="fisher", weights=[1.0, 1.0, 1.0])):
+        evaluation = scorer.evaluate(recipe)
+        assert 0.0 <= evaluation.f1 <= 1.0 and not evaluation.raced_out
