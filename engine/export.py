@@ -54,11 +54,14 @@ def export_entry(run_dir: str | Path, entry: JournalEntry | FrontPoint, out_dir:
     """Merge a journal or front entry's recipe and write it with its calibrated thresholds and card."""
     from engine.merge import write_merged_model
     from engine.pool import ModelPool
+    from engine.search import add_statistics
 
     run, out_dir = RunDir(run_dir), Path(out_dir)
     config = run.config()
     pool = pool or ModelPool.load(config.pool.base, list(config.pool.candidates), config.names)
-    write_merged_model(pool, Recipe.from_dict(entry.recipe, f"{run.path} entry {entry.hash}"), out_dir)
+    recipe = Recipe.from_dict(entry.recipe, f"{run.path} entry {entry.hash}")
+    add_statistics(pool, config, [recipe.operator])  # a data-aware merge: the statistics the search merged with
+    write_merged_model(pool, recipe, out_dir)
     meta_file = out_dir / GUARD_META_FILE
     meta = json.loads(meta_file.read_text())
     meta.update(thresholds=entry.thresholds, policies=sorted(entry.thresholds), search_run=str(run.path),

@@ -41,6 +41,7 @@ def merge_state_dict(pool: ModelPool, recipe: Recipe, into: dict[str, torch.Tens
     allocation, no page faults on fresh memory, no copy into the model afterwards."""
     recipe.check_against(pool.num_candidates, pool.num_layers)
     op = operators.get(recipe.operator)
+    check_statistics(pool, op)
     validated: dict[int, dict[str, Any]] = {}
     out: dict[str, torch.Tensor] = {}
     for name, out_name in merged_names(pool, recipe).items():
@@ -55,6 +56,22 @@ def merge_state_dict(pool: ModelPool, recipe: Recipe, into: dict[str, torch.Tens
             merged = pool.candidate(recipe.anchor, name, out=dest)
         out[out_name] = _in_dtype(merged, DTYPES[recipe.dtype], in_place=dest is not None)
     return out
+
+
+_STATISTIC_NAMES = {"gram": "the Gram matrices of each linear layer's inputs", "fisher": "the diagonal Fisher of every parameter"}
+
+
+def check_statistics(pool: ModelPool, op: operators.MergeOperator) -> None:
+    """A data-aware operator needs per-candidate statistics the pool computes from calibration data;
+    refuse before merging anything when they are missing, naming the ways to get them."""
+    missing = pool.missing_statistics(op.uses_statistics)
+    if missing:
+        needs = " and ".join(_STATISTIC_NAMES[kind] for kind in missing)
+        raise UserError(
+            f"operator {op.name!r} weighs each candidate by {needs} on calibration data, and this model pool has none "
+            "(`uniguard merge` reads no data). Merge it from a search run instead: list it under space.operators and "
+            "`uniguard export RUN_DIR --point K --out DIR` computes them from the run's validation data; "
+            "in Python, call ModelPool.compute_statistics(eval_set, tokenizer, kinds) first")
 
 
 def merged_names(pool: ModelPool, recipe: Recipe) -> dict[str, str]:
@@ -88,7 +105,7 @@ def _merge_tensor(pool: ModelPool, op: operators.MergeOperator, name: str, param
     else:
         inputs = [pool.candidate(i, name) for i in range(pool.num_candidates)]
     return op.apply(pool.base[name], inputs, params, context=pool.context(name) if op.uses_context else None, out=out,
-                    depth=depth if op.uses_depth else None)
+                    depth=depth if op.uses_depth else None, statistics=pool.statistics(name) if op.uses_statistics else None)
 
 
 def merged_config(pool: ModelPool, recipe: Recipe):

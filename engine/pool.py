@@ -2,19 +2,26 @@
 
 Loaded once (safetensors only), checked for mergeability, kept in float32 as base + task vectors
 (candidate - base), stacked per tensor. Magnitude indexes and row ranks for rank-based
-sparsifiers are built lazily, once per tensor, and reused by every recipe.
+sparsifiers are built lazily, once per tensor, and reused by every recipe. The data statistics the
+data-aware merges need (RegMean's Grams, Fisher merging's Fishers) are computed once per pool, on
+request, from the calibration half of the fitness data (`compute_statistics`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Collection
 
 import torch
 from safetensors import safe_open
-from transformers import AutoConfig, PretrainedConfig
+from transformers import AutoConfig, AutoModelForSequenceClassification, PretrainedConfig
 
 from engine.layout import TensorRole, tensor_role
+from engine.statistics import calibration_batches, candidate_policies, fisher_statistics, gram_statistics
+from fitness.data import EvalSet
+from operators.data_aware import TensorStatistics
+from operators.registry import StatisticKind
 from operators.sparsify import TaskVectorContext
 from trainers.guard import check_model_dir
 from uniguard.core.assets import resolve_model
@@ -54,6 +61,16 @@ def _align_base_names(base: dict[str, torch.Tensor], reference: dict[str, tuple[
 
 
 @dataclass
+class PoolStatistics:
+    """Per-candidate data statistics, stacked per tensor like the task vectors (candidate order)."""
+
+    grams: dict[str, torch.Tensor] = field(default_factory=dict)  # a linear layer's "*.weight" -> (N, in, in)
+    fishers: dict[str, torch.Tensor] = field(default_factory=dict)  # parameter name -> (N, *shape)
+    kinds: frozenset[StatisticKind] = frozenset()  # which kinds have been computed
+    policies: tuple[tuple[str, ...], ...] = ()  # per candidate: the policies whose calibration rows it saw
+
+
+@dataclass
 class ModelPool:
     base_dir: Path
     candidate_dirs: list[Path]
@@ -64,6 +81,7 @@ class ModelPool:
     roles: dict[str, TensorRole]
     filled_from_candidates: list[str] = field(default_factory=list)  # tensors the base lacked (e.g. the head)
     _contexts: dict[str, TaskVectorContext] = field(default_factory=dict, repr=False)
+    data_statistics: PoolStatistics = field(default_factory=PoolStatistics, repr=False)
 
     @classmethod
     def load(cls, base: str | Path, candidates: list[str | Path], names: list[str] | None = None) -> "ModelPool":
@@ -116,6 +134,40 @@ class ModelPool:
         if name not in self._contexts:
             self._contexts[name] = TaskVectorContext(self.task_vectors[name])
         return self._contexts[name]
+
+    def statistics(self, name: str) -> TensorStatistics:
+        """One tensor's per-candidate data statistics (None where it has none, e.g. a bias's Gram)."""
+        return TensorStatistics(gram=self.data_statistics.grams.get(name), fisher=self.data_statistics.fishers.get(name))
+
+    def missing_statistics(self, kinds: Collection[StatisticKind]) -> list[StatisticKind]:
+        return [kind for kind in kinds if kind not in self.data_statistics.kinds]
+
+    def compute_statistics(self, eval_set: EvalSet, tokenizer, kinds: Collection[StatisticKind], batch_size: int = 16) -> None:
+        """Compute the `kinds` not computed yet, once per pool: each candidate reads the calibration half
+        of `eval_set` for its own policies (the scoring half never: it scores the merges)."""
+        missing = self.missing_statistics(kinds)
+        if not missing:
+            return
+        policies = [candidate_policies(d, eval_set) for d in self.candidate_dirs]
+        per_candidate = []
+        for i, own in enumerate(policies):
+            model, batches = self.candidate_model(i), calibration_batches(eval_set, own, tokenizer, batch_size)
+            per_candidate.append({kind: _STATISTICS[kind](model, batches, self.task_vectors.keys()) for kind in missing})
+        stats = self.data_statistics
+        stacked = {kind: {name: torch.stack([c[kind][name] for c in per_candidate]) for name in per_candidate[0][kind]}
+                   for kind in missing}
+        self.data_statistics = PoolStatistics(grams={**stats.grams, **stacked.get("gram", {})},
+                                              fishers={**stats.fishers, **stacked.get("fisher", {})},
+                                              kinds=stats.kinds | set(missing), policies=tuple(tuple(p) for p in policies))
+
+    def candidate_model(self, i: int) -> torch.nn.Module:
+        """Candidate `i` as a float32 classifier in eval mode (dropout off), from the pool's own weights."""
+        model = AutoModelForSequenceClassification.from_config(self.config).eval()
+        model.load_state_dict({name: self.candidate(i, name) for name in self.task_vectors}, strict=True)
+        return model
+
+
+_STATISTICS = {"gram": gram_statistics, "fisher": fisher_statistics}
 
 
 def _check_finite(name: str, tensor: torch.Tensor, model_dir: Path) -> None:

@@ -14,7 +14,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from engine.config import ObjectiveConfig, SearchConfig
 from engine.front import pareto_front
@@ -24,8 +24,12 @@ from engine.rundir import RunDir
 from engine.space import SearchSpace
 from engine.worker import WorkerSetup, gpus_per_worker, start_workers
 from engine.strategies import make_strategy
+from fitness.data import EvalSet
 from fitness.evaluator import FitnessSettings
 from uniguard.core.errors import UserError
+
+if TYPE_CHECKING:
+    from engine.pool import ModelPool
 
 MAX_ATTEMPTS = 3  # per recipe, across worker deaths
 MAX_CONSECUTIVE_REPEATS = 200  # strategy proposals already evaluated, before the space counts as exhausted
@@ -235,20 +239,46 @@ def _init_ray(ray, address: str | None, workers: int) -> None:
 
 def prepare(config: SearchConfig, data: str | Path | None = None) -> WorkerSetup:
     """Load the pool and the validation data (or `data`, e.g. a confirmation split) once in the
-    driver; workers get them by reference."""
+    driver, with the data statistics the space's operators need; workers get them by reference."""
     from transformers import AutoTokenizer
 
-    from engine.merge import guards_max_length
     from engine.pool import ModelPool
+
+    pool = ModelPool.load(config.pool.base, list(config.pool.candidates), config.names)
+    tokenizer = AutoTokenizer.from_pretrained(pool.candidate_dirs[0], trust_remote_code=False)
+    eval_set = fitness_eval_set(config, pool, tokenizer, data)
+    add_statistics(pool, config, config.space.operators, tokenizer, None if data else eval_set)
+    size_ref = sum(t.numel() * 4 for t in pool.base.values())
+    return WorkerSetup(pool, eval_set, str(pool.candidate_dirs[0]), size_ref)
+
+
+def fitness_eval_set(config: SearchConfig, pool: ModelPool, tokenizer, data: str | Path | None = None) -> EvalSet:
+    """The run's validation data (or `data`), tokenised at the fitness token limit and dealt into
+    seeded calibration and scoring halves, as the workers score with it."""
+    from engine.merge import guards_max_length
     from fitness.data import build_eval_set
     from trainers.data import load_rows, policy_names, resolve_policies
 
-    pool = ModelPool.load(config.pool.base, list(config.pool.candidates), config.names)
     examples = load_rows(data or config.data.validation)
     names = list(config.data.policies) or policy_names(examples)
     policies = resolve_policies(names, names)
-    tokenizer = AutoTokenizer.from_pretrained(pool.candidate_dirs[0], trust_remote_code=False)
     max_length = config.fitness.max_length or guards_max_length(pool)
-    eval_set = build_eval_set(examples, policies, tokenizer, max_length, config.fitness.seed)
-    size_ref = sum(t.numel() * 4 for t in pool.base.values())
-    return WorkerSetup(pool, eval_set, str(pool.candidate_dirs[0]), size_ref)
+    return build_eval_set(examples, policies, tokenizer, max_length, config.fitness.seed)
+
+
+def add_statistics(pool: ModelPool, config: SearchConfig, operator_names: Sequence[str], tokenizer=None,
+                   validation: EvalSet | None = None) -> None:
+    """Compute the data statistics `operator_names` need and the pool lacks (nothing otherwise), always
+    from the calibration half of the run's own validation data: a confirmation or an export then
+    merges a recipe into the very weights the search scored."""
+    import operators
+
+    kinds = pool.missing_statistics(sorted({kind for name in operator_names for kind in operators.get(name).uses_statistics}))
+    if not kinds:
+        return
+    if tokenizer is None:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(pool.candidate_dirs[0], trust_remote_code=False)
+    validation = validation if validation is not None else fitness_eval_set(config, pool, tokenizer)
+    pool.compute_statistics(validation, tokenizer, kinds, config.fitness.batch_size)

@@ -85,7 +85,13 @@ def _recipe(operator: str, **fields):
 #     a new rank costs two SVDs of the concatenated bases per matrix);
 #   iso_c (new weights): one SVD of the weighted sum per matrix (lambda alone reuses it);
 #   iso_cts (new weights): N + 3 SVDs per matrix (sum, residuals, two polar factors);
-#   lines (new alpha): the task-arithmetic pass, one scale per layer.
+#   lines (new alpha): the task-arithmetic pass, one scale per layer;
+#   regmean (new alpha): one in x in float64 solve per linear weight (the pool sums the candidates'
+#     Grams once; computing the Grams is one forward pass per candidate over its calibration rows);
+#   fisher (new weights): one pass reading the task vectors and the Fishers (computing the Fishers is
+#     a forward and backward pass per calibration batch and candidate, once per pool).
+# regmean and fisher are not timed here: they need the pool's statistics from calibration data, and
+# this family has none (engine/pool.py ModelPool.compute_statistics).
 OTHER_OPERATORS = {
     "dare_ties": lambda r: _recipe("dare_ties", weights=[1, 1, 1], density=0.5, seed=r),
     "della": lambda r: _recipe("della", weights=[1, 1, 1], density=0.5, seed=r),

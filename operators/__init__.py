@@ -10,7 +10,7 @@ in a package that declares an entry point in the `uniguard.operators` group.
 
 from operators.registry import ENTRY_POINT_GROUP, MergeOperator, Param, available, check_out, get, merge_operator
 
-# The built-in operators (operators.task_arithmetic, .averaging, .spectral, .lines) register on first use of
-# get() / available(), so importing this package stays light (no torch, no numba).
+# The built-in operators (operators.task_arithmetic, .averaging, .spectral, .lines, .data_aware) register on
+# first use of get() / available(), so importing this package stays light (no torch, no numba).
 
 __all__ = ["ENTRY_POINT_GROUP", "MergeOperator", "Param", "available", "check_out", "get", "merge_operator"]

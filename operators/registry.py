@@ -12,7 +12,10 @@ calls `apply` with its precomputed task vectors and their cached `TaskVectorCont
 indexes, row ranks, per-task SVDs) so nothing is recomputed per recipe. Operators declared with
 `uses_depth=True` also receive the tensor's relative depth in the network (`depth=`, 0 = embeddings
 and the first encoder layer, 1 = the last layer and the head; engine/layout.py computes it), for
-depth-dependent scaling such as LiNeS.
+depth-dependent scaling such as LiNeS. Operators declared with `uses_statistics=("gram",)` (or
+`"fisher"`) also receive `statistics=`, the tensor's per-candidate data statistics (an
+`operators.data_aware.TensorStatistics`), which the engine computes once per pool from calibration
+data (RegMean, Fisher merging).
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ if TYPE_CHECKING:
 from uniguard.core.errors import UserError
 
 ENTRY_POINT_GROUP = "uniguard.operators"
+# Data statistics an operator may need per candidate: the Gram matrix of each linear layer's inputs
+# (RegMean) or the diagonal Fisher of every tensor (Fisher merging); the engine computes only those
+# the operators of a search need, since the Fisher costs a backward pass per batch.
+StatisticKind = Literal["gram", "fisher"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,7 @@ class MergeOperator:
     uses_context: bool = False  # receives `context=` (magnitude indexes, row ranks cached by the pool)
     writes_out: bool = False  # accepts `out=`: writes the result into a given float32 tensor
     uses_depth: bool = False  # receives `depth=` in [0, 1]: where the tensor sits between input and head
+    uses_statistics: tuple[StatisticKind, ...] = ()  # receives `statistics=`: per-candidate data statistics
     reference: str = ""
     doc: str = field(default="", compare=False)
 
@@ -132,6 +140,10 @@ class MergeOperator:
         depth = params.pop("depth", None) if self.uses_depth else None
         if self.uses_depth and depth is None:
             raise UserError(f"operator {self.name!r} scales by depth: pass depth= (0 = first layer, 1 = last layer)")
+        statistics = params.pop("statistics", None) if self.uses_statistics else None
+        if self.uses_statistics and statistics is None:
+            raise UserError(f"operator {self.name!r} weighs candidates by data statistics: pass statistics= "
+                            f"(an operators.data_aware.TensorStatistics with {' and '.join(self.uses_statistics)})")
         checked = self.validate(len(tensors), params)
         base32 = None if base is None else base.float()
         if self.inputs == "deltas":
@@ -140,23 +152,28 @@ class MergeOperator:
             inputs = torch.stack([t.float() for t in tensors]) - base32
         else:
             inputs = [t.float() for t in tensors]
-        out = self.apply(base32, inputs, checked, depth=depth)
+        out = self.apply(base32, inputs, checked, depth=depth, statistics=statistics)
         return out.to(tensors[0].dtype)
 
     def apply(self, base: torch.Tensor | None, inputs, params: dict[str, Any], context: Any = None,
-              out: torch.Tensor | None = None, depth: float | None = None) -> torch.Tensor:
+              out: torch.Tensor | None = None, depth: float | None = None, statistics: Any = None) -> torch.Tensor:
         """Fast path for validated params: `inputs` are stacked task vectors or a list of weights,
         as `self.inputs` says; `context` is the pool's cached TaskVectorContext for this tensor.
         `out` (float32, contiguous, the result's shape) receives the result and is returned: operators
         that write it directly spare a fresh allocation, whose first-touch page faults cost a
         memory-speed merge more than the merge itself. `depth`: the tensor's relative depth, passed on
-        to operators declared `uses_depth`."""
+        to operators declared `uses_depth`. `statistics`: the tensor's per-candidate data statistics
+        (`operators.data_aware.TensorStatistics`), passed on to operators declared `uses_statistics`."""
         if self.uses_context:
             params = {**params, "context": context}
         if self.uses_depth:
             if depth is None or not 0.0 <= depth <= 1.0:
                 raise ValueError(f"operator {self.name!r}: needs depth in [0, 1], got {depth!r}")
             params = {**params, "depth": float(depth)}
+        if self.uses_statistics:
+            if statistics is None:
+                raise ValueError(f"operator {self.name!r}: needs statistics= ({', '.join(self.uses_statistics)}), got None")
+            params = {**params, "statistics": statistics}
         if out is None:
             return self.fn(base, inputs, **params)
         if self.writes_out:
@@ -199,6 +216,7 @@ def merge_operator(
     max_models: int | None = None,
     uses_context: bool = False,
     uses_depth: bool = False,
+    uses_statistics: Sequence[StatisticKind] = (),
     reference: str = "",
 ) -> Callable[[Callable[..., torch.Tensor]], MergeOperator]:
     """Register `fn(base, inputs, **params)` as operator `name` and return the registered operator."""
@@ -217,6 +235,7 @@ def merge_operator(
             max_models=max_models,
             uses_context=uses_context,
             uses_depth=uses_depth,
+            uses_statistics=tuple(uses_statistics),
             reference=reference,
             doc=(fn.__doc__ or "").strip(),
         )
@@ -226,7 +245,8 @@ def merge_operator(
     return register
 
 
-BUILTIN_MODULES = ("operators.task_arithmetic", "operators.averaging", "operators.spectral", "operators.lines")
+BUILTIN_MODULES = ("operators.task_arithmetic", "operators.averaging", "operators.spectral", "operators.lines",
+                   "operators.data_aware")
 
 
 def _load_entry_points() -> None:

@@ -8,6 +8,7 @@ import torch
 
 import operators
 from operators import registry
+from operators.data_aware import TensorStatistics
 from operators.sparsify import MagnitudeIndex, magnitude_band, magnitude_topk, random_drop, ranked_random_drop
 from operators.task_arithmetic import generalized_task_arithmetic, sparsified
 from uniguard.core.errors import UserError
@@ -109,6 +110,9 @@ def test_identical_candidates_merge_to_themselves(name):
     params = {p.name: p.default for p in op.params if not p.per_model}
     if op.uses_depth:  # LiNeS: scale 1 at every depth
         params.update(alpha=1.0, beta=1.0, depth=0.5)
+    if op.uses_statistics:  # RegMean, Fisher: any statistics (each candidate its own)
+        x = torch.randn(3, 40, cand.shape[1], generator=torch.Generator().manual_seed(1))
+        params["statistics"] = TensorStatistics(gram=x.transpose(1, 2) @ x / 40, fisher=torch.rand(3, *cand.shape))
     if "weights" in {p.name for p in op.params}:
         params["weights"] = [1.0 / n] * n  # unnormalised operators sum weighted task vectors
     if "density" in params:

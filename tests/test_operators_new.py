@@ -258,7 +258,7 @@ def test_uniguard_merge_with_each_new_operator_writes_a_loadable_model(tiny_pool
     assert any(not torch.equal(weights[k], v) for k, v in load_file(candidates[0] / "model.safetensors").items())
 
 
-# -- data-aware math (not registered until the pool supplies statistics) -----------------------
+# -- data-aware math (the registered operators' end to end tests: tests/test_data_aware.py) -------
 def test_regmean_by_hand():
     from operators.data_aware import regmean
 
@@ -298,5 +298,9 @@ def test_fisher_merge_by_hand():
     assert torch.allclose(fisher_merge(tensors, fishers, model_weights=[3.0, 1.0]), torch.tensor([1.5, 4.0, 5.5]))
 
 
-def test_data_aware_merges_are_not_offered_before_the_pool_has_statistics():
-    assert not {"regmean", "fisher"} & set(operators.available())
+def test_data_aware_merges_are_registered_and_declare_the_statistics_they_need():
+    assert operators.get("regmean").uses_statistics == ("gram",)
+    assert operators.get("fisher").uses_statistics == ("fisher",)
+    assert operators.get("regmean").param("alpha").default == 0.9
+    with pytest.raises(UserError, match="pass statistics="):
+        operators.get("regmean")(torch.zeros(2, 2), [torch.ones(2, 2)] * 2)

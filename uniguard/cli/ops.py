@@ -23,6 +23,7 @@ def list_operators(as_json: bool = typer.Option(False, "--json", help="Print as 
             "inputs": op.inputs,
             "needs_base": op.needs_base,
             "models": [op.min_models, op.max_models],
+            "statistics": list(op.uses_statistics),  # data statistics the pool computes for it (regmean, fisher)
             "reference": op.reference,
             "params": [
                 {"name": p.name, "type": p.kind.__name__, "default": p.default, "range": [p.low, p.high],
