@@ -67,7 +67,6 @@ class PoolStatistics:
     grams: dict[str, torch.Tensor] = field(default_factory=dict)  # a linear layer's "*.weight" -> (N, in, in)
     fishers: dict[str, torch.Tensor] = field(default_factory=dict)  # parameter name -> (N, *shape)
     kinds: frozenset[StatisticKind] = frozenset()  # which kinds have been computed
-    policies: tuple[tuple[str, ...], ...] = ()  # per candidate: the policies whose calibration rows it saw
 
 
 @dataclass
@@ -148,9 +147,9 @@ class ModelPool:
         missing = self.missing_statistics(kinds)
         if not missing:
             return
-        policies = [candidate_policies(d, eval_set) for d in self.candidate_dirs]
         per_candidate = []
-        for i, own in enumerate(policies):
+        for i, candidate_dir in enumerate(self.candidate_dirs):
+            own = candidate_policies(candidate_dir, eval_set)
             model, batches = self.candidate_model(i), calibration_batches(eval_set, own, tokenizer, batch_size)
             per_candidate.append({kind: _STATISTICS[kind](model, batches, self.task_vectors.keys()) for kind in missing})
         stats = self.data_statistics
@@ -158,7 +157,7 @@ class ModelPool:
                    for kind in missing}
         self.data_statistics = PoolStatistics(grams={**stats.grams, **stacked.get("gram", {})},
                                               fishers={**stats.fishers, **stacked.get("fisher", {})},
-                                              kinds=stats.kinds | set(missing), policies=tuple(tuple(p) for p in policies))
+                                              kinds=stats.kinds | set(missing))
 
     def candidate_model(self, i: int) -> torch.nn.Module:
         """Candidate `i` as a float32 classifier in eval mode (dropout off), from the pool's own weights."""

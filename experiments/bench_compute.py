@@ -1,4 +1,4 @@
-"""float32 vs bfloat16 autocast on this machine: fitness, training and serving, ratios from one run.
+"""Compute on this machine: training recipes, and float32 vs bfloat16 autocast for fitness and serving; ratios from one run.
 
     python -m experiments.bench_compute [--n 600] [--epochs 1] [--recipes 12] [--serve-rows 400]
         [--out experiments/results/compute]

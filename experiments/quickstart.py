@@ -127,12 +127,12 @@ def synthesize(policies: list[str], plan: Plan, data: Path, backend=None, fitnes
     extra = plan.fitness_n if fitness_dir is not None else 0
     total = plan.n + extra
     train, validation, test = (share * plan.n / total for share in plan.split)
+    held_out = test + extra / total  # the guards' test share, then the search's and confirmation's halves
     run_synthesis(load_policies(policies), backend,
-                  SynthSettings(n=total, seed=plan.seed, fractions=(train, validation, test + extra / total)), data)
+                  SynthSettings(n=total, seed=plan.seed, fractions=(train, validation, held_out)), data)
     if fitness_dir is not None:
-        rest = test + extra / total
-        parts = stratified_split(read_jsonl(data / "test.jsonl"), (test / rest, extra / total / 2 / rest, extra / total / 2 / rest),
-                                 plan.seed)
+        fitness_half = (1 - test / held_out) / 2
+        parts = stratified_split(read_jsonl(data / "test.jsonl"), (test / held_out, fitness_half, fitness_half), plan.seed)
         fitness_dir.mkdir(parents=True, exist_ok=True)
         for path, key in ((data / "test.jsonl", "train"), (fitness_dir / SEARCH_FILE, "validation"),
                           (fitness_dir / CONFIRMATION_FILE, "test")):

@@ -84,8 +84,8 @@ def test_complete_evaluations_carry_scores_outside_the_journal_and_reuse_a_known
 
 
 def test_a_bfloat16_scorer_scores_each_new_merge_not_a_stale_copy(setup):
-    """The bfloat16 worker scores a resident bfloat16 copy of each merge: after one recipe, the next
-    recipe's scores equal a fresh scorer's for it, differ from the first recipe's, and stay within
+    """A bfloat16 worker reuses one model per shape, each merge written into it: after one recipe, the
+    next recipe's scores equal a fresh scorer's for it, differ from the first recipe's, and stay within
     bfloat16 rounding of float32."""
     pool, tokenizer, eval_set = setup
     first, second = Recipe(operator="linear", weights=[1, 0, 0]), Recipe(operator="linear", weights=[0, 0, 1])

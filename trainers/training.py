@@ -384,7 +384,8 @@ def _check_finite_losses(losses: dict[str, torch.Tensor], config: TrainConfig) -
 def training_attention(config: TrainConfig, compute: Compute) -> str:
     """The attention kernel to train with. On the CPU, PyTorch's fused (SDPA flash) attention has a slow
     backward pass: it took 45% of a bf16 training step (torch.profiler, MiniLM, batch 16), and plain
-    matmul-softmax attention trained 1.75x faster. Inference keeps SDPA, which is as fast or faster."""
+    matmul-softmax attention trained 1.4x faster (attention dropout 0, hidden dropout 0.1). Inference
+    keeps SDPA, which is as fast or faster."""
     if config.attention != "auto":
         return config.attention
     return "eager" if compute.device_type == "cpu" else "sdpa"
