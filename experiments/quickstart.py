@@ -166,8 +166,11 @@ def confirm_stage(run_dir: Path, data: Path) -> list[dict]:
     return [c.model_dump() for c in confirm(RunDir(run_dir), data)]
 
 
+OPERATORS = ("ties", "dare_ties", "task_arithmetic", "linear", "della", "lines")  # the default search space's
+
+
 def search_config(plan: Plan, guards: dict[str, Path], validation: Path, strategy: str = "TwoPointsDE",
-                  weight_groups: int | str = 2):
+                  weight_groups: int | str = 2, operators: tuple[str, ...] = OPERATORS, metric: str = "guard_f1"):
     from engine.config import DataConfig, PoolConfig, SearchConfig
     from engine.space import SpaceConfig
     from engine.strategies import StrategyConfig
@@ -179,11 +182,11 @@ def search_config(plan: Plan, guards: dict[str, Path], validation: Path, strateg
         pool=PoolConfig(base=resolve_model(plan.base_model), candidates=tuple(str(guards[n]) for n in names),
                         names=tuple(names), multitask="multitask"),
         data=DataConfig(validation=str(validation)),
-        space=SpaceConfig(operators=("ties", "dare_ties", "task_arithmetic", "linear", "della", "lines"), weight_groups=weight_groups,
+        space=SpaceConfig(operators=operators, weight_groups=weight_groups,
                           scopes=("all", "all_but_head"), layers="search", dtypes=("float32", "float16"),
                           anchor=names.index("multitask"), seed=plan.seed),
         strategy=StrategyConfig(name=strategy, seed=plan.seed),
-        fitness=FitnessSettings(racing=(0.25, 0.5, 1.0), max_length=plan.max_length, seed=plan.seed),  # None: the guards' own
+        fitness=FitnessSettings(metric=metric, racing=(0.25, 0.5, 1.0), max_length=plan.max_length, seed=plan.seed),  # None: the guards' own
         budget=plan.budget, workers=plan.workers,
     )
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from experiments.smoke_pool import save_tiny_guard, tiny_classifier
-from experiments.study import StudyConfig, load_study_config, q3, run_study
+from experiments.study import StudyConfig, dev_score, load_study_config, meets_paper_bar, q3, run_study, synthetic_score
 from uniguard.core.errors import UserError
 
 
@@ -44,11 +44,31 @@ def test_q3_reports_mean_and_std_over_seeds_and_counts_the_seeds_where_the_merge
     assert "mean real-dev F1 in 3/3 seeds" in verdicts[1]
 
 
+def _per_policy(test: dict[str, float], dev: dict[str, float]) -> dict:
+    return {"test": {"macro": {"f1": sum(test.values()) / len(test)}, "per_policy": {p: {"f1": v} for p, v in test.items()}},
+            "dev": {p: {"macro": {"f1": v}, "per_policy": {p: {"f1": v}}} for p, v in dev.items()}}
+
+
+def test_the_paper_bar_needs_every_policy_within_a_point_of_its_best_source_and_two_points_over_multitaskguard():
+    policies = ("prompt_injection", "self_harm")
+    models = {"single:prompt_injection": _per_policy({"prompt_injection": 0.80, "self_harm": 0.50}, {"prompt_injection": 0.6}),
+              "single:self_harm": _per_policy({"prompt_injection": 0.50, "self_harm": 0.90}, {"prompt_injection": 0.5}),
+              "MultiTaskGuard": _per_policy({"prompt_injection": 0.78, "self_harm": 0.84}, {"prompt_injection": 0.55})}
+    ok = _per_policy({"prompt_injection": 0.795, "self_harm": 0.895}, {"prompt_injection": 0.6})  # 0.005 below on each: allowed
+    short = _per_policy({"prompt_injection": 0.95, "self_harm": 0.885}, {"prompt_injection": 0.7})  # 1.5 points below on self_harm
+    close = _per_policy({"prompt_injection": 0.80, "self_harm": 0.90}, {"prompt_injection": 0.56})  # dev: only 1 point over MTG
+    assert meets_paper_bar(models | {"U": ok}, "U", policies, synthetic_score)
+    assert not meets_paper_bar(models | {"U": short}, "U", policies, synthetic_score)
+    assert meets_paper_bar(models | {"U": short}, "U", policies, dev_score)  # self_harm has no dev set: skipped, not failed
+    assert not meets_paper_bar(models | {"U": close}, "U", policies, dev_score)
+
+
 @pytest.mark.integration
 def test_a_two_seed_study_on_tiny_guards_writes_every_table_and_resumes(tmp_path):
     base = save_tiny_guard(tiny_classifier(0), tmp_path / "tiny_base")
     config = StudyConfig(policies=("prompt_injection", "violence_weapons"), held_out=("violence_weapons",), seeds=(0, 1),
-                         base_model=str(base), n=60, budget=7, workers=1, devset_rows=12, judge_rows=0)
+                         base_model=str(base), n=60, budget=7, workers=1, devset_rows=12, judge_rows=0,
+                         fitness_n=80, operators=("linear", "ties", "tsv", "regmean"))
     out = tmp_path / "study"
     lines = []
     report = run_study(config, out, say=lines.append)
@@ -62,6 +82,10 @@ def test_a_two_seed_study_on_tiny_guards_writes_every_table_and_resumes(tmp_path
     for result in stored["per_seed"].values():
         assert {s["evaluations"] for s in result["searches"].values()} == {7}
         assert 0.0 <= result["searches"]["evolutionary"]["hypervolume"] <= 1.0
+        # searched on their own scoring data, UniGuard chosen on the confirmation split
+        assert all(0.0 <= s["uniguard_confirm_f1"] <= 1.0 for s in result["searches"].values())
+    assert (out / "seed_0" / "search" / "bandit" / "confirmation.json").is_file()
+    assert "UniGuard confirmation F1" in text and "is met in" in text
     # each seed has its own synthetic data (and so its own guards): the spread over seeds means something
     assert (out / "seed_0" / "data" / "train.jsonl").read_text() != (out / "seed_1" / "data" / "train.jsonl").read_text()
     (out / "study.md").unlink()
@@ -78,3 +102,6 @@ def test_the_shipped_study_configs_load():
     small, large = load_study_config(root / "study.yaml"), load_study_config(root / "study_large.yaml")
     assert len(small.seeds) >= 3 and small.judge_rows > 0
     assert large.backend().name == "openai" and large.address == "auto"  # larger scale: only the config differs
+    confirmed = load_study_config(root / "study_confirmed.yaml")  # issue 18's scale: >= 5 seeds, >= 64 recipes per arm
+    assert len(confirmed.seeds) >= 5 and confirmed.budget >= 64 and confirmed.fitness_n > 0
+    assert {"tsv", "iso_c", "iso_cts", "lines", "regmean", "fisher"} <= set(confirmed.operators)
