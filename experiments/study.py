@@ -24,11 +24,10 @@ from typing import Callable, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from experiments.quickstart import OPERATORS, Plan, Stages
+from experiments.quickstart import OPERATORS, SPECIALISTS, Plan, Stages
 from uniguard.core.errors import UserError, format_validation_error
 from uniguard.core.io import atomic_write_text, read_yaml_mapping, write_json
 
-SPECIALISTS = "single-policy guards (each on its own policy)"
 MTG = "MultiTaskGuard"
 MTG_HELD_OUT = "MultiTaskGuard (held-out policies unseen)"
 TFIDF = "TF-IDF + logistic regression"
@@ -141,7 +140,7 @@ def run_seed(config: StudyConfig, seed: int, out: Path, say: Callable[[str], Non
 
 def evaluate_seed(plan: Plan, policies: list[str], guards: dict[str, Path], held_out_guard: Path, exports: dict,
                   data: Path, out: Path) -> dict:
-    from experiments.quickstart import baseline_results, dev_examples, guard_results
+    from experiments.quickstart import baseline_results, dev_examples, guard_results, specialists_results
     from trainers.data import load_split, resolve_policies
 
     policy_map = resolve_policies(policies, policies)
@@ -152,28 +151,11 @@ def evaluate_seed(plan: Plan, policies: list[str], guards: dict[str, Path], held
     model_dirs |= {"uniform average": evolutionary["uniform_average"]["dir"], "TIES defaults": evolutionary["ties_defaults"]["dir"]}
     model_dirs |= {f"UniGuard ({arm})": exports[arm]["uniguard"]["dir"] for arm in ARMS}
     models = {label: guard_results(d, test, dev, policy_map) for label, d in model_dirs.items()}
-    models[SPECIALISTS] = _score_specialists(guards, policies, test, dev, policy_map)
+    models[SPECIALISTS] = specialists_results({p: guards[p] for p in policies}, test, dev, policy_map)
     models |= baseline_results(plan, data, test, dev, policy_map)
     searches = {arm: search_summary(out / "search" / arm) for arm in ARMS}
     _share_hypervolume_reference(searches)
     return {"models": models, "searches": searches, "seed": plan.seed}
-
-
-def _score_specialists(guards: dict[str, Path], policies: list[str], test, dev: dict, policy_map) -> dict:
-    """The single-policy guards as one system: each policy's examples go to that policy's guard."""
-    from experiments.quickstart import score_everything
-    from trainers.guard import Guard
-
-    loaded = {p: Guard.load(guards[p]) for p in policies}
-
-    class Specialists:
-        def score(self, texts, policy):
-            return loaded[policy.name].score(texts, policy)
-
-        def threshold(self, policy):
-            return loaded[policy.name].threshold(policy)
-
-    return score_everything(Specialists(), test, dev, policy_map)
 
 
 def search_summary(run_dir: Path) -> dict:
