@@ -1,6 +1,7 @@
-"""The two threshold rules side by side: `f1` (best validation F1) vs `balanced` (best TPR - FPR).
+"""Threshold rules side by side: `f1` (best validation F1), `balanced` (best TPR - FPR), `fpr:TARGET`.
 
     python -m experiments.threshold_rules RUN_DIR [RUN_DIR ...] [--threads 2]
+    python -m experiments.threshold_rules --quickstart OUT [--json FILE]
 
 A RUN_DIR holds `data_s{SEED}/` data directories (train, validation, test from `uniguard synth`) and,
 optionally, `guard_s{SEED}/` guards trained on them: the layout `experiments.guard_vs_tfidf --out`
@@ -9,6 +10,11 @@ loaded; each model's threshold is set on validation by each rule, then read on t
 and on the policy's real offline dev set (all of its rows, `uniguard devset`). Prints one JSON line per
 model and rule with means over every seed of every RUN_DIR: F1, false-positive rate, recall, accuracy.
 The guards are scored once; only the threshold differs between rules.
+
+With --quickstart, the guards of a `uniguard quickstart --out OUT` run instead: each single-policy
+guard on its own policy, MultiTaskGuard and UniGuard on every policy with a dev set. Each policy's
+threshold is set by each rule (QUICKSTART_RULES) on that policy's rows of OUT/data/validation.jsonl,
+then read on the policy's whole real dev set; one JSON line per guard and policy.
 """
 
 from __future__ import annotations
@@ -56,12 +62,53 @@ def scored_splits(data_dir: Path, guard_dir: Path, dev_cache: dict) -> dict[str,
     }
 
 
+QUICKSTART_RULES = ("f1", "balanced", "fpr:0.01", "fpr:0.03", "fpr:0.05", "fpr:0.1")
+
+
+def quickstart_rules(out: Path) -> dict:
+    """{"guard/policy": {rule: {f1, fpr, recall} on the real dev set}} for a quickstart run's guards."""
+    from trainers.data import Example, load_split, resolve_policies
+    from fitness.devsets import devset_names, load_devset
+    from fitness.evaluate import score_examples
+    from trainers.runtime import load_guard
+
+    validation = load_split(out / "data", "validation")
+    dev = {name: [Example(r["text"], r["label"], r["policy"]) for r in load_devset(name, 0)] for name in devset_names()}
+    shared = {"multitask": out / "guards" / "multitask", "uniguard": out / "exports" / "uniguard"}
+    guards = {p: (out / "guards" / p, [p]) for p in dev if (out / "guards" / p).is_dir()}
+    guards |= {name: (path, list(dev)) for name, path in shared.items() if path.is_dir()}
+    results = {}
+    for name, (path, policies) in guards.items():
+        guard = load_guard(path)
+        for policy in policies:
+            policy_map = resolve_policies([policy], [policy])
+            val = [e for e in validation if e.policy == policy]
+            val_labels, val_scores = np.array([e.label for e in val]), score_examples(guard, val, policy_map)
+            labels, scores = np.array([e.label for e in dev[policy]]), score_examples(guard, dev[policy], policy_map)
+            row = {"validation_benign": int((val_labels == 0).sum()), "dev_rows": len(labels), "dev_violating": int(labels.sum())}
+            for rule in QUICKSTART_RULES:
+                metrics = binary_metrics(labels, scores, best_threshold(val_labels, val_scores, rule)[0])
+                row[rule] = {m: round(metrics[m], 3) for m in ("f1", "fpr", "recall")}
+            results[f"{name}/{policy}"] = row
+            print(json.dumps({"guard": name, "policy": policy, **row}), flush=True)
+    return results
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("runs", nargs="*", type=Path)
+    ap.add_argument("--quickstart", type=Path, help="a `uniguard quickstart --out` directory instead of RUN_DIRs")
+    ap.add_argument("--json", type=Path, help="with --quickstart: also write the results here")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.quickstart:
+        results = quickstart_rules(args.quickstart)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1))
+        return
+    if not args.runs:
+        ap.error("pass RUN_DIRs or --quickstart OUT")
 
     results: dict[tuple, list[dict]] = defaultdict(list)
     dev_cache: dict = {}
