@@ -148,11 +148,11 @@ def _search(config: SearchConfig, run: RunDir, budget: int, workers: int, addres
             job = in_flight.pop(ready[0])
             try:
                 result = ray.get(ready[0])
-            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError) as exc:
+            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+                    ray.exceptions.OutOfMemoryError) as exc:  # Ray's memory monitor killed the worker
                 _replace_dead(ray, actors, job.actor, setup, config.fitness)
                 if job.attempts >= MAX_ATTEMPTS or not actors:
-                    raise UserError(f"recipe {job.recipe.hash} failed on {job.attempts} workers ({exc}); "
-                                    "check the Ray cluster's health and rerun the same command to resume") from None
+                    raise UserError(_lost_workers_message(job, exc, ray)) from None
                 job.attempts += 1
                 _submit(actors, in_flight, job, journal, scores)
                 continue
@@ -218,10 +218,21 @@ def _keep_front_scores(scores: dict, recipe_hash: str, recipe_scores, journal: J
         del scores[h]
 
 
+def _lost_workers_message(job: Job, exc: Exception, ray) -> str:
+    if isinstance(exc, ray.exceptions.OutOfMemoryError):
+        cause = ("Ray killed the workers because the node ran out of memory; run fewer --workers, stop other "
+                 "memory-heavy jobs on the machine, or give the cluster more memory")
+    else:
+        cause = f"{exc}; check the Ray cluster's health"
+    return (f"recipe {job.recipe.hash} failed on {job.attempts} workers: {cause}. Then rerun the same command: "
+            "the search resumes from its journal, which keeps every finished recipe")
+
+
 def _replace_dead(ray, actors: list, dead, setup: WorkerSetup, fitness: FitnessSettings) -> None:
     """Drop the dead worker; start a replacement only where the cluster has a free CPU for it."""
     if dead in actors:
         actors.remove(dead)
+        ray.kill(dead)  # a worker its task was killed in may linger; a dead one ignores this
     if ray.available_resources().get("CPU", 0) >= fitness.threads:
         actors.extend(start_workers(ray, setup, fitness, 1))
 

@@ -1,4 +1,4 @@
-"""The search on real Ray: local run + resume, a killed driver, a worker node lost mid-search."""
+"""The search on real Ray: local run + resume, a killed driver, a worker node lost mid-search, workers killed for memory."""
 
 import json
 import os
@@ -168,3 +168,16 @@ def test_workers_spread_over_a_two_node_cluster_of_different_sizes(smoke, no_ray
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def test_workers_killed_for_lack_of_memory_end_the_search_with_the_cause_and_the_fix(smoke, tmp_path, monkeypatch, no_ray):
+    from uniguard.core.errors import UserError
+
+    # a real local Ray whose memory monitor finds the node "out of memory" at once and kills every worker
+    monkeypatch.setenv("RAY_memory_usage_threshold", "0.001")
+    monkeypatch.setenv("RAY_memory_monitor_refresh_ms", "50")
+    run = tmp_path / "run"
+    with pytest.raises(UserError, match="out of memory; run fewer --workers") as info:
+        run_search(load_search_config(CONFIG, smoke), run, budget=6, workers=1, progress=False)
+    assert "rerun the same command" in str(info.value)
+    assert not (run / "journal.jsonl").exists() or all(_hashes(run))  # whatever finished stays readable
