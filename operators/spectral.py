@@ -53,13 +53,30 @@ def numerical_rank_mask(s: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     return s > s.max() * max(shape) * torch.finfo(s.dtype).eps
 
 
+def svd(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Thin SVD of a matrix or a stack of matrices. LAPACK's divide-and-conquer routine (gesdd, what
+    torch uses on the CPU) fails to converge on some ill-conditioned task matrices (it ended a real
+    search); those fall back to the slower QR-iteration routine (gesvd), which converges."""
+    try:
+        return torch.linalg.svd(a, full_matrices=False)
+    except torch.linalg.LinAlgError:
+        import numpy as np
+        import scipy.linalg
+
+        stack = a.detach().cpu().double().numpy().reshape(-1, *a.shape[-2:])
+        parts = [scipy.linalg.svd(m, full_matrices=False, lapack_driver="gesvd") for m in stack]
+        u, s, vh = (torch.from_numpy(np.stack(factor)).to(a.dtype) for factor in zip(*parts))
+        lead = a.shape[:-2]
+        return u.reshape(*lead, *u.shape[1:]), s.reshape(*lead, *s.shape[1:]), vh.reshape(*lead, *vh.shape[1:])
+
+
 def orthogonalised(a: torch.Tensor) -> torch.Tensor:
     """The orthogonal polar factor of `a`: P Q^T where a = P S Q^T, the matrix with orthonormal
     columns (rows, when `a` is wide) nearest to `a` in Frobenius norm (orthogonal Procrustes).
     Where `a` is rank-deficient (tasks sharing directions) the factor is taken on its range only
     (a partial isometry): the paper's P Q^T is not unique there, and this choice maps identical
     tasks to their own truncation instead of to arbitrary directions."""
-    p, s, qh = torch.linalg.svd(a, full_matrices=False)
+    p, s, qh = svd(a)
     keep = numerical_rank_mask(s, a.shape)
     return p @ qh if bool(keep.all()) else p[:, keep] @ qh[keep]
 
@@ -94,7 +111,7 @@ def _add(base: torch.Tensor, delta: torch.Tensor, lambda_: float, out: torch.Ten
 
 def task_svds(context: TaskVectorContext) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Each task's thin SVD of this matrix, (N, m, r), (N, r), (N, r, n): once per pool."""
-    return context.memo("task_svd", None, lambda: torch.linalg.svd(context.deltas, full_matrices=False))
+    return context.memo("task_svd", None, lambda: svd(context.deltas))
 
 
 def _tsv_bases(context: TaskVectorContext, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -124,7 +141,7 @@ def isotropic(matrix: torch.Tensor) -> torch.Tensor:
     """`matrix` with every singular value replaced by their mean: mean(sigma) * U V^T, over its
     numerical rank (a rank-deficient sum gets no weight on the arbitrary null-space directions an
     SVD returns; for the full-rank sums of fine-tuned task vectors this is the paper's formula)."""
-    u, s, vh = torch.linalg.svd(matrix, full_matrices=False)
+    u, s, vh = svd(matrix)
     keep = numerical_rank_mask(s, matrix.shape)
     return s[keep].mean() * (u[:, keep] @ vh[keep]) if bool(keep.any()) else torch.zeros_like(matrix)
 
@@ -144,13 +161,13 @@ def iso_cts_matrix(deltas: torch.Tensor, weights: Sequence[float], common: float
     """The Iso-CTS merged task vector of one matrix (before lambda)."""
     weighted = _weighted(deltas, weights)
     n_tasks, m, n = weighted.shape
-    u, s, vh = torch.linalg.svd(weighted.sum(0), full_matrices=False)
+    u, s, vh = svd(weighted.sum(0))
     k, per_task = iso_cts_split(min(m, n), n_tasks, common)
     if per_task == 0:  # the common subspace is the whole rank: Iso-C
         return isotropic(weighted.sum(0))
     u_common = u[:, :k]
     residuals = weighted - u_common @ (u_common.T @ weighted)  # each task without its common-subspace part
-    ru, rs, rvh = torch.linalg.svd(residuals, full_matrices=False)
+    ru, rs, rvh = svd(residuals)
     u_cat = torch.cat([u_common, ru[:, :, :per_task].permute(1, 0, 2).reshape(m, n_tasks * per_task)], dim=1)
     vh_cat = torch.cat([vh[:k], rvh[:, :per_task, :].reshape(n_tasks * per_task, n)], dim=0)
     sigma = torch.cat([s[:k], rs[:, :per_task].reshape(-1)])

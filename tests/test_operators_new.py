@@ -304,3 +304,23 @@ def test_data_aware_merges_are_registered_and_declare_the_statistics_they_need()
     assert operators.get("regmean").param("alpha").default == 0.9
     with pytest.raises(UserError, match="pass statistics="):
         operators.get("regmean")(torch.zeros(2, 2), [torch.ones(2, 2)] * 2)
+
+
+def test_an_svd_lapack_cannot_converge_on_falls_back_to_gesvd_and_still_factorises(monkeypatch):
+    from operators import spectral
+
+    def fails(*args, **kwargs):
+        raise torch.linalg.LinAlgError("linalg.svd: The algorithm failed to converge")
+
+    torch.manual_seed(0)
+    single, stack = torch.randn(7, 5), torch.randn(3, 4, 6)
+    expected = [torch.linalg.svd(a, full_matrices=False) for a in (single, stack)]
+    monkeypatch.setattr(spectral.torch.linalg, "svd", fails)
+    for a, (_, s_ref, _) in zip((single, stack), expected):
+        u, s, vh = spectral.svd(a)
+        assert u.dtype == a.dtype and u.shape[:-1] == a.shape[:-1] and vh.shape[-1] == a.shape[-1]
+        assert torch.allclose(s, s_ref, atol=1e-5)
+        assert torch.allclose(u @ torch.diag_embed(s) @ vh, a, atol=1e-5)
+    # an operator that runs through it merges as before
+    merged = spectral.isotropic(single)
+    assert torch.isfinite(merged).all()
