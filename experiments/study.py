@@ -20,9 +20,9 @@ from __future__ import annotations
 import math
 import statistics
 from pathlib import Path
-from typing import Callable, Literal, Optional
+from typing import Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from experiments.quickstart import OPERATORS, SPECIALISTS, Plan, Stages
 from uniguard.core.errors import UserError, format_validation_error
@@ -58,7 +58,7 @@ class StudyConfig(BaseModel):
     fitness_n: int = Field(0, ge=0, description="synthetic samples per policy (before dedup) for the searches' own scoring "
                            "data and a confirmation split, half each, disjoint from the guards' data; UniGuard is then "
                            "chosen on the confirmation split. 0 = search on the validation split, no confirmation")
-    operators: Optional[tuple[str, ...]] = Field(None, description="the search space's merge operators; None = the quickstart's")
+    operators: tuple[str, ...] = Field(OPERATORS, min_length=1, description="the search space's merge operators")
     metric: str = Field("guard_f1", description="the fitness metric the searches maximise (fitness/registry.py)")
     workers: int = Field(2, ge=1)
     address: str | None = Field(None, description="a Ray cluster for the searches; None = a local one")
@@ -66,6 +66,16 @@ class StudyConfig(BaseModel):
     judge_rows: int = Field(4, ge=0, description="per policy and dev set for the LLM judge; 0 skips the judge")
     evolutionary: SearchArm = SearchArm(strategy="TwoPointsDE", weight_groups="per_layer")
     bandit: SearchArm = SearchArm(strategy="bandit", weight_groups=1)
+
+    @field_validator("operators")
+    @classmethod
+    def _known_operators(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        import operators
+
+        unknown = [n for n in names if n not in operators.available()]
+        if unknown:  # refused at load, not after the guards have trained
+            raise ValueError(f"unknown merge operators {unknown}; available: {', '.join(sorted(operators.available()))}")
+        return names
 
     @model_validator(mode="after")
     def _held_out_is_a_strict_subset(self) -> "StudyConfig":
@@ -126,7 +136,7 @@ def run_seed(config: StudyConfig, seed: int, out: Path, say: Callable[[str], Non
     held_out_guard = Path(stages.run("train_multitask_held_out",
                                      lambda: train_policies(plan, data, out / "guards" / "multitask_held_out", trained_on)))
     scoring = fitness / SEARCH_FILE if fitness else data / "validation.jsonl"
-    space = {"metric": config.metric} | ({"operators": config.operators} if config.operators else {})
+    space = {"metric": config.metric, "operators": config.operators}
     exports = {}
     for arm_name in ARMS:
         arm, run_dir = getattr(config, arm_name), out / "search" / arm_name

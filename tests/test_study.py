@@ -21,6 +21,9 @@ def test_config_rejects_held_out_policies_outside_the_study_or_all_of_them(tmp_p
     path.write_text(yaml.safe_dump({"policies": ["prompt_injection", "self_harm"], "held_out": ["prompt_injection", "self_harm"]}))
     with pytest.raises(UserError, match="at least one"):
         load_study_config(path)
+    path.write_text(yaml.safe_dump({"policies": ["prompt_injection", "self_harm"], "held_out": ["self_harm"], "operators": ["tsv", "tvs"]}))
+    with pytest.raises(UserError, match=r"unknown merge operators \['tvs'\]"):
+        load_study_config(path)
     config = StudyConfig(policies=("prompt_injection", "self_harm"), held_out=("self_harm",), synth={"name": "template", "modle": "x"})
     with pytest.raises(UserError, match="modle"):
         config.backend()
