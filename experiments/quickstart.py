@@ -262,6 +262,8 @@ def _evaluate(plan: Plan, policies: list[str], guards: dict[str, Path], exports:
     """F1 (and AUPRC, FPR) of every model on the synthetic test split and the offline real dev sets."""
     from trainers.data import load_split, resolve_policies
 
+    from experiments.report import SPECIALISTS
+
     policy_map = resolve_policies(policies, policies)
     test = load_split(data, "test")
     dev = dev_examples(plan, policy_map)
@@ -274,8 +276,6 @@ def _evaluate(plan: Plan, policies: list[str], guards: dict[str, Path], exports:
     results |= {label: guard_results(model_dir, test, dev, policy_map) for label, model_dir in models.items()}
     return results | baseline_results(plan, data, test, dev, policy_map)
 
-
-SPECIALISTS = "single-policy guards (each on its own policy)"
 
 
 def specialists_results(guards: dict[str, Path], test, dev: dict, policy_map) -> dict:

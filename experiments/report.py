@@ -10,8 +10,10 @@ from pathlib import Path
 from engine.front import pareto_front
 from engine.journal import JournalEntry
 from engine.rundir import RunDir
-from experiments.quickstart import SPECIALISTS
 from uniguard.core.io import atomic_write_text
+
+
+SPECIALISTS = "single-policy guards (each on its own policy)"  # the single guards as one system, one row
 
 
 def _f(value, digits: int = 3) -> str:

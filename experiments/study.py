@@ -24,7 +24,8 @@ from typing import Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from experiments.quickstart import OPERATORS, SPECIALISTS, Plan, Stages
+from experiments.quickstart import OPERATORS, Plan, Stages
+from experiments.report import SPECIALISTS
 from uniguard.core.errors import UserError, format_validation_error
 from uniguard.core.io import atomic_write_text, read_yaml_mapping, write_json
 
