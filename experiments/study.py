@@ -111,10 +111,11 @@ def load_study_config(path: str | Path) -> StudyConfig:
 def run_study(config: StudyConfig, out: Path, say: Callable[[str], None] = print) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", config.model_dump(mode="json"))
-    per_seed = {}
+    finished, per_seed = finished_seeds(out, config), {}
     for seed in config.seeds:
-        say(f"== seed {seed} ==")
-        per_seed[seed] = run_seed(config, seed, out / f"seed_{seed}", say)
+        say(f"== seed {seed} ==" + (" (evaluated: cached)" if seed in finished else ""))
+        # an evaluated seed is not rerun, so its guards and searches may be deleted to free disk
+        per_seed[seed] = finished[seed] if seed in finished else run_seed(config, seed, out / f"seed_{seed}", say)
         report = write_study(out, config, per_seed)
     say(f"\nstudy: {report} ({len(per_seed)} seeds)")
     return report

@@ -1,6 +1,7 @@
 """The study runner: config checks, the tables' arithmetic, and a whole two-seed study on tiny guards."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -92,6 +93,11 @@ def test_a_two_seed_study_on_tiny_guards_writes_every_table_and_resumes(tmp_path
     # each seed has its own synthetic data (and so its own guards): the spread over seeds means something
     assert (out / "seed_0" / "data" / "train.jsonl").read_text() != (out / "seed_1" / "data" / "train.jsonl").read_text()
     (out / "study.md").unlink()
+    # an evaluated seed is not rerun: only its evaluation marker is needed to rewrite the tables
+    evaluation = (out / "seed_0" / "stages" / "evaluate.json").read_bytes()
+    shutil.rmtree(out / "seed_0")
+    (out / "seed_0" / "stages").mkdir(parents=True)
+    (out / "seed_0" / "stages" / "evaluate.json").write_bytes(evaluation)
     config_path = tmp_path / "study.yaml"
     config_path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
     again = subprocess.run([sys.executable, "-m", "uniguard", "study", str(config_path), "--out", str(out)],
