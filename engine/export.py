@@ -12,6 +12,7 @@ from engine.recipe import Recipe
 from engine.rundir import RunDir
 from trainers.compute import resolve_compute
 from trainers.guard import GUARD_META_FILE
+from trainers.metrics import parse_threshold_rule
 from trainers.model_card import render_card
 from trainers.onnx import Quantization, export_guard_dir, export_onnx, write_export_dir
 from uniguard.core.errors import UserError
@@ -66,20 +67,22 @@ def export_entry(run_dir: str | Path, entry: JournalEntry | FrontPoint, out_dir:
     meta = json.loads(meta_file.read_text())
     meta.update(thresholds=entry.thresholds, policies=sorted(entry.thresholds), search_run=str(run.path),
                 point=getattr(entry, "point", None), label=entry.label,
-                calibration={"rule": f"search:{config.fitness.metric}", "precision": resolve_compute(config.fitness.device, config.fitness.precision).precision})
+                calibration={**parse_threshold_rule(config.fitness.threshold_rule).to_dict(), "on": "search calibration half",
+                             "metric": config.fitness.metric,
+                             "precision": resolve_compute(config.fitness.device, config.fitness.precision).precision})
     write_json(meta_file, meta)
-    atomic_write_text(out_dir / "README.md", _model_card(entry, config.names, run.path))
+    atomic_write_text(out_dir / "README.md", _model_card(entry, config.names, run.path, config.fitness.threshold_rule))
     return out_dir
 
 
-def _model_card(entry: JournalEntry | FrontPoint, names: list[str], run_dir: Path) -> str:
+def _model_card(entry: JournalEntry | FrontPoint, names: list[str], run_dir: Path, rule: str) -> str:
     point = getattr(entry, "point", None)
     where = f", Pareto point {point}" if point is not None else (f" ({entry.label})" if entry.label else "")
     policies = "\n".join(f"| {name} | {value:.4f} | {entry.thresholds[name]:.4f} |" for name, value in sorted(entry.per_policy.items()))
     intro = f"""A guardrail classifier merged by uniguard's evolutionary search (run `{run_dir}`){where}.
 It reads (policy instruction, user text) as a text pair and returns P(violation); the per-policy
-thresholds below were chosen on the calibration half of the validation data and are stored in
-`uniguard.json`.
+thresholds below were chosen on the calibration half of the validation data by the `{rule}` rule
+and are stored in `uniguard.json`.
 
 - held-out macro F1 (validation scoring half): **{entry.f1:.4f}**
 - size: {entry.size_bytes / 1e6:.2f} MB (`model.safetensors`)

@@ -43,6 +43,9 @@ class Plan:
     # None = the trainer's default (256 tokens, capped at the model's positions): the policy instruction
     # alone takes 41-83 tokens, and at 128 long real prompts lost their payload to truncation
     max_length: int | None = None
+    # one rule for the guards' calibration, the search's fitness thresholds and the TF-IDF baseline, so
+    # every model in the report is read at thresholds placed the same way (docs/guards.md, Threshold rules)
+    threshold_rule: str = "fpr:0.03"
 
 
 # The default draws n=800 plus fitness_n=600 template samples per policy; the templates' distinct texts
@@ -150,7 +153,7 @@ def train_policies(plan: Plan, data: Path, out_dir: Path, policies: list[str]) -
     kind = "single" if len(policies) == 1 else "multitask"
     split = {name: only_policies(load_split(data, name), policies) for name in ("train", "validation", "test")}
     config = make_config(kind=kind, base_model=plan.base_model, epochs=plan.epochs, max_length=plan.max_length,
-                         seed=plan.seed, truncate=True)
+                         seed=plan.seed, truncate=True, threshold_rule=plan.threshold_rule)
     train_guard(config, split["train"], split["validation"], resolve_policies(policies, policies), out_dir,
                 test=split["test"], overwrite=False)
     return str(out_dir)
@@ -186,7 +189,8 @@ def search_config(plan: Plan, guards: dict[str, Path], validation: Path, strateg
                           scopes=("all", "all_but_head"), layers="search", dtypes=("float32", "float16"),
                           anchor=names.index("multitask"), seed=plan.seed),
         strategy=StrategyConfig(name=strategy, seed=plan.seed),
-        fitness=FitnessSettings(metric=metric, racing=(0.25, 0.5, 1.0), max_length=plan.max_length, seed=plan.seed),  # None: the guards' own
+        fitness=FitnessSettings(metric=metric, threshold_rule=plan.threshold_rule, racing=(0.25, 0.5, 1.0),
+                                max_length=plan.max_length, seed=plan.seed),  # None: the guards' own
         budget=plan.budget, workers=plan.workers,
     )
 
@@ -334,9 +338,10 @@ def baseline_results(plan: Plan, data: Path, test, dev: dict, policy_map) -> dic
     from trainers.data import load_split
 
     train, validation = load_split(data, "train"), load_split(data, "validation")
-    results = {"TF-IDF + logistic regression": score_everything(TfidfBaseline().fit(train, validation), test, dev, policy_map)}
+    tfidf = TfidfBaseline(threshold_rule=plan.threshold_rule).fit(train, validation)
+    results = {"TF-IDF + logistic regression": score_everything(tfidf, test, dev, policy_map)}
     if plan.judge_rows:
-        judge = LLMJudge()
+        judge = LLMJudge()  # F1-best: a few rows per policy cannot place a false-positive target
         judge.calibrate(_per_policy_sample(validation, plan.judge_rows, plan.seed), policy_map)
         judge_test = _per_policy_sample(test, plan.judge_rows, plan.seed)
         judge_dev = {name: _per_policy_sample(rows, plan.judge_rows, plan.seed) for name, rows in dev.items()}

@@ -96,7 +96,9 @@ def render_report(out: Path, plan, policies: list[str], results: dict, search: l
     md = f"""# uniguard quickstart report
 
 Policies: {", ".join(policies)}. Base encoder: all-MiniLM-L6-v2 (offline). Synthetic data: template
-backend, {plan.n} samples per policy before dedup. Every number below was measured by this run.
+backend, {plan.n} samples per policy before dedup. Thresholds: the `{plan.threshold_rule}` rule on synthetic
+validation data for every guard, merge and TF-IDF (the LLM judge: F1-best). Every number below was
+measured by this run.
 
 ## Held-out synthetic test split (F1 per policy at each model's calibrated threshold)
 

@@ -61,6 +61,8 @@ class StudyConfig(BaseModel):
                            "chosen on the confirmation split. 0 = search on the validation split, no confirmation")
     operators: tuple[str, ...] = Field(OPERATORS, min_length=1, description="the search space's merge operators")
     metric: str = Field("guard_f1", description="the fitness metric the searches maximise (fitness/registry.py)")
+    threshold_rule: str = Field(Plan.threshold_rule, description="how every guard's, search's and baseline's thresholds "
+                                "are placed (f1, balanced or fpr:TARGET)")
     workers: int = Field(2, ge=1)
     address: str | None = Field(None, description="a Ray cluster for the searches; None = a local one")
     devset_rows: int = Field(60, ge=1)
@@ -78,6 +80,14 @@ class StudyConfig(BaseModel):
             raise ValueError(f"unknown merge operators {unknown}; available: {', '.join(sorted(operators.available()))}")
         return names
 
+    @field_validator("threshold_rule")
+    @classmethod
+    def _known_rule(cls, rule: str) -> str:
+        from trainers.metrics import parse_threshold_rule
+
+        parse_threshold_rule(rule)  # refused at load; its ValueError names the rule and the choices
+        return rule
+
     @model_validator(mode="after")
     def _held_out_is_a_strict_subset(self) -> "StudyConfig":
         unknown = [p for p in self.held_out if p not in self.policies]
@@ -90,7 +100,7 @@ class StudyConfig(BaseModel):
     def plan(self, seed: int) -> Plan:
         return Plan(policies=self.policies, n=self.n, epochs=self.epochs, max_length=self.max_length, budget=self.budget,
                     workers=self.workers, devset_rows=self.devset_rows, judge_rows=self.judge_rows, seed=seed,
-                    base_model=self.base_model, split=self.split, fitness_n=self.fitness_n)
+                    base_model=self.base_model, split=self.split, fitness_n=self.fitness_n, threshold_rule=self.threshold_rule)
 
     def backend(self):
         from synth.generate import BackendSpec

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -24,6 +25,7 @@ from fitness.data import EvalSet, Features, Half
 from fitness.racing import Rival, Scores, beaten, bootstrap_draws, enough_examples, macro_value
 from fitness.registry import get_metric
 from trainers.compute import DeviceChoice, PrecisionChoice
+from trainers.metrics import parse_threshold_rule
 
 Scorer = Callable[[Features], np.ndarray]  # pre-tokenised features -> P(violation), in input order
 
@@ -32,6 +34,9 @@ class FitnessSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     metric: str = "guard_f1"
+    threshold_rule: str = Field(default="f1", description="how each policy's threshold is placed on the calibration "
+                                "half, as in training (f1, balanced or fpr:TARGET); the metric is read at it and "
+                                "exports ship it")
     racing: tuple[float, ...] = Field(default=(0.125, 0.25, 0.5, 1.0), description="validation fractions per rung, ending at 1")
     race_replicates: int = Field(default=200, ge=20, description="bootstrap replicates behind a racing decision")
     race_min_examples: int = Field(default=8, ge=2, description="per policy and half, before a rung may stop a candidate")
@@ -53,6 +58,12 @@ class FitnessSettings(BaseModel):
     gpus_per_worker: Optional[float] = Field(default=None, gt=0, le=1, description="GPU share each Ray worker asks for "
                                              "(several workers share a GPU below 1); None = 1/workers when the cluster has GPUs")
     seed: int = 0
+
+    @field_validator("threshold_rule")
+    @classmethod
+    def _rule(cls, rule: str) -> str:
+        parse_threshold_rule(rule)  # its ValueError names the rule and the choices
+        return rule
 
     @field_validator("racing")
     @classmethod
@@ -89,7 +100,7 @@ class Evaluation:
 class Evaluator:
     def __init__(self, eval_set: EvalSet, settings: FitnessSettings):
         self.eval_set, self.settings = eval_set, settings
-        self.metric = get_metric(settings.metric)
+        self.metric = partial(get_metric(settings.metric), threshold_rule=settings.threshold_rule)
         self._latencies: dict[str, float] = {}
         self._draws: dict[float | str, list] = {}  # bootstrap replicates per racing rung, and "full"
 

@@ -1,8 +1,9 @@
 """Quality metrics the search maximises, as plug-ins (like merge operators).
 
 A metric reads labels and scores of a policy's calibration half and scoring half and returns the
-value to maximise plus the decision threshold it implies. The built-in `guard_f1` chooses the
-threshold that maximises F1 on the calibration half and reports F1 on the scoring half.
+value to maximise plus the decision threshold it implies. The threshold is placed on the calibration
+half by the search's threshold rule (`fitness.threshold_rule`: f1, balanced or fpr:TARGET, as in
+training), so the built-in `guard_f1` ranks a recipe by the F1 it has at the threshold it ships with.
 """
 
 from __future__ import annotations
@@ -25,13 +26,15 @@ class PolicyScore:
     threshold: float  # decision threshold chosen on the calibration half
 
 
-Metric = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], PolicyScore]
+# (calibration labels, calibration scores, scoring labels, scoring scores, threshold rule)
+Metric = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str], PolicyScore]
 _METRICS: dict[str, Metric] = {}
 _loaded_entry_points = False
 
 
 def fitness_metric(name: str) -> Callable[[Metric], Metric]:
-    """Register `fn(calibration_labels, calibration_scores, scoring_labels, scoring_scores) -> PolicyScore`."""
+    """Register `fn(calibration_labels, calibration_scores, scoring_labels, scoring_scores, threshold_rule)
+    -> PolicyScore`; `threshold_rule` is a `trainers.metrics.best_threshold` rule."""
 
     def register(fn: Metric) -> Metric:
         if name in _METRICS:
@@ -54,21 +57,19 @@ def get_metric(name: str) -> Metric:
 
 
 @fitness_metric("guard_f1")
-def guard_f1(cal_labels, cal_scores, labels, scores) -> PolicyScore:
-    """F1 on the scoring half at the F1-best threshold of the calibration half."""
-    threshold, _ = best_threshold(cal_labels, cal_scores)
+def guard_f1(cal_labels, cal_scores, labels, scores, threshold_rule: str = "f1") -> PolicyScore:
+    """F1 on the scoring half at the calibration half's threshold."""
+    threshold, _ = best_threshold(cal_labels, cal_scores, threshold_rule)
     return PolicyScore(binary_metrics(labels, scores, threshold)["f1"], threshold)
 
 
 @fitness_metric("auprc")
-def guard_auprc(cal_labels, cal_scores, labels, scores) -> PolicyScore:
-    """Area under the precision-recall curve on the scoring half (threshold-free)."""
-    threshold, _ = best_threshold(cal_labels, cal_scores)
-    return PolicyScore(auprc(labels, scores), threshold)
+def guard_auprc(cal_labels, cal_scores, labels, scores, threshold_rule: str = "f1") -> PolicyScore:
+    """Area under the precision-recall curve on the scoring half (threshold-free; the threshold is for export)."""
+    return PolicyScore(auprc(labels, scores), best_threshold(cal_labels, cal_scores, threshold_rule)[0])
 
 
 @fitness_metric("recall_at_1pct_fpr")
-def guard_recall_at_low_fpr(cal_labels, cal_scores, labels, scores) -> PolicyScore:
+def guard_recall_at_low_fpr(cal_labels, cal_scores, labels, scores, threshold_rule: str = "f1") -> PolicyScore:
     """Recall on the scoring half at 1% false-positive rate (for strict deployments)."""
-    threshold, _ = best_threshold(cal_labels, cal_scores)
-    return PolicyScore(recall_at_fpr(labels, scores, 0.01), threshold)
+    return PolicyScore(recall_at_fpr(labels, scores, 0.01), best_threshold(cal_labels, cal_scores, threshold_rule)[0])

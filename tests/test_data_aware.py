@@ -223,6 +223,7 @@ def test_a_search_runs_export_reproduces_the_data_aware_merge(smoke, tmp_path):
     from engine.rundir import RunDir
 
     config, setup = smoke
+    config = config.model_copy(update={"fitness": config.fitness.model_copy(update={"threshold_rule": "fpr:0.05"})})
     RunDir(tmp_path / "run").pin(config)
     recipe = Recipe(operator="regmean", params={"alpha": 0.8})
     entry = JournalEntry(hash=recipe.hash, recipe=recipe.to_dict(), f1=0.5, size_bytes=1, latency_ms=1.0,
@@ -232,6 +233,10 @@ def test_a_search_runs_export_reproduces_the_data_aware_merge(smoke, tmp_path):
     exported = load_file(out / "model.safetensors")
     for name, value in merge_state_dict(setup.pool, recipe).items():
         assert torch.allclose(exported[name], value, atol=1e-6), name
+    # the thresholds ship with the rule the search placed them by
+    calibration = json.loads((out / "uniguard.json").read_text())["calibration"]
+    assert calibration["rule"] == "fpr" and calibration["target_fpr"] == 0.05 and calibration["metric"] == "guard_f1"
+    assert "`fpr:0.05` rule" in (out / "README.md").read_text()
 
 
 @pytest.mark.parametrize("recipe", [Recipe(operator="regmean", params={"alpha": 0.6}), Recipe(operator="fisher", weights=[1.0, 0.3, 0.6])])

@@ -25,6 +25,9 @@ def test_quickstart_fast_runs_the_whole_pipeline_and_caches_every_stage(tmp_path
     for name in ("uniguard", "uniform_average", "ties_defaults"):
         meta = json.loads((out / "exports" / name / "uniguard.json").read_text())
         assert meta["thresholds"], name  # calibrated thresholds travel with the exported guard
+        assert meta["calibration"]["rule"] == "fpr" and meta["calibration"]["target_fpr"] == 0.03, name
+    # one threshold rule for every model in the report: the guards' calibration and the search's
+    assert json.loads((out / "guards" / "multitask" / "uniguard.json").read_text())["training"]["threshold_rule"] == "fpr:0.03"
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0
     assert again.stderr.count("[cached]") >= 7 and "[start ] train" not in again.stderr

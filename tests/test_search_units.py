@@ -17,6 +17,7 @@ from engine.space import SearchSpace, SpaceConfig
 from engine.strategies import StrategyConfig, make_strategy
 from fitness.data import EvalSet, Half, PolicyData
 from fitness.evaluator import Evaluator, FitnessSettings
+from trainers.metrics import best_threshold, binary_metrics
 from uniguard.core.errors import UserError
 
 
@@ -256,3 +257,25 @@ def test_complete_evaluations_carry_a_bootstrap_standard_error():
     assert result.f1_se is not None and 0 < result.f1_se < 0.2
     off = Evaluator(eval_set, FitnessSettings(racing=(1.0,), latency_repeats=1, se_replicates=0)).evaluate(noisy, 1, "s")
     assert off.f1_se is None
+
+
+def test_the_search_places_thresholds_by_its_threshold_rule_and_reads_the_metric_there():
+    # calibration: benign scores spread up to 0.8, violating 0.5-0.9; the F1-best threshold sits low, a
+    # 10% false-positive target high: the two rules must give different thresholds and different F1
+    cal_labels, cal_scores = np.array([0] * 10 + [1] * 10), np.r_[np.linspace(0.0, 0.8, 10), np.linspace(0.5, 0.9, 10)]
+    sco_labels, sco_scores = np.array([0] * 10 + [1] * 10), np.r_[np.linspace(0.1, 0.7, 10), np.linspace(0.4, 0.95, 10)]
+    by_id = dict(enumerate(np.r_[cal_scores, sco_scores]))
+    half = lambda y, start: Half(y, {"input_ids": [[start + i] for i in range(len(y))]})  # noqa: E731
+    eval_set = EvalSet([PolicyData("p", half(cal_labels, 0), half(sco_labels, 20))])
+    score = lambda f: np.array([by_id[ids[0]] for ids in f["input_ids"]])  # noqa: E731
+    results = {}
+    for rule in ("f1", "fpr:0.1"):
+        settings = FitnessSettings(racing=(1.0,), latency_repeats=1, se_replicates=0, threshold_rule=rule)
+        results[rule] = result = Evaluator(eval_set, settings).evaluate(score, 1, "s")
+        threshold = best_threshold(cal_labels, cal_scores, rule)[0]
+        assert result.thresholds["p"] == pytest.approx(threshold)
+        assert result.f1 == pytest.approx(binary_metrics(sco_labels, sco_scores, threshold)["f1"])
+    assert results["fpr:0.1"].thresholds["p"] > results["f1"].thresholds["p"]
+    assert results["fpr:0.1"].f1 != pytest.approx(results["f1"].f1)
+    with pytest.raises(ValueError, match="unknown threshold rule"):
+        FitnessSettings(threshold_rule="accuracy")
