@@ -48,14 +48,17 @@ class Plan:
     threshold_rule: str = "fpr:0.03"
 
 
-# The default draws n=800 plus fitness_n=600 template samples per policy; the templates' distinct texts
-# are dealt out to all five splits, which leaves each single guard ~400-620 training rows (the n=160
-# plan had ~125) for one epoch. Training volume was the largest lever on real-traffic quality
-# (docs/guards.md), and length buckets, eager attention on the CPU and bf16 made a training step
-# ~2.5-3x faster (docs/compute.md), which pays for it. Two epochs, or 10x the rows, do not fit the
-# ~30-minute budget on 2 cores yet.
+# The default draws n=1000 plus fitness_n=1200 template samples per policy; the templates' distinct texts
+# are dealt out to all five splits, which leaves each single guard ~400-720 training rows (the n=160
+# plan had ~125) for one epoch, and the search >= 300 scoring rows per policy (issue 18: fewer cannot rank
+# recipes apart; at fitness_n=600 the smallest policy had 187). The grammar of the topic policies runs
+# out of distinct texts near ~1,200-1,900 (self_harm: 1,112 of 1,400 samples, 1,891 of 3,000), so more
+# fitness rows take training rows: hence n=1000. Training volume was the largest lever on real-traffic
+# quality (docs/guards.md), and length buckets, eager attention on the CPU and bf16 made a training
+# step ~2.5-3x faster (docs/compute.md), which pays for it. Two epochs, or 10x the rows, do not fit
+# the ~30-minute budget on 2 cores yet.
 PLANS = {
-    "default": Plan(policies=None, n=800, epochs=1, budget=32, workers=2, devset_rows=120, judge_rows=8),
+    "default": Plan(policies=None, n=1000, epochs=1, budget=32, workers=2, devset_rows=120, judge_rows=8, fitness_n=1200),
     "fast": Plan(policies=("prompt_injection", "violence_weapons", "pii_disclosure"), n=80, epochs=1, budget=12, workers=2,
                  devset_rows=30, judge_rows=4, fitness_n=160),
 }
