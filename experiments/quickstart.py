@@ -284,7 +284,6 @@ def _evaluate(plan: Plan, policies: list[str], guards: dict[str, Path], exports:
     return results | baseline_results(plan, data, test, dev, policy_map)
 
 
-
 def specialists_results(guards: dict[str, Path], test, dev: dict, policy_map) -> dict:
     """The single-policy guards as the one system a user would deploy instead of a merge: each
     policy's examples go to that policy's guard. (A guard scored on other policies' rows only shows
@@ -304,7 +303,7 @@ def specialists_results(guards: dict[str, Path], test, dev: dict, policy_map) ->
     results = score_everything(Specialists(), test, dev, policy_map)
     results["size_bytes"] = sum((Path(d) / "model.safetensors").stat().st_size for d in guards.values())
     first = next(iter(guards))
-    results["latency_ms"] = _latency(loaded[first], [e for e in test if e.policy == first])
+    results |= _latency(loaded[first], [e for e in test if e.policy == first])
     return results
 
 
@@ -330,7 +329,7 @@ def guard_results(model_dir, test, dev: dict, policy_map) -> dict:
     weights = ONNX_FILE if is_onnx_guard_dir(model_dir) else "model.safetensors"
     results = score_everything(guard, test, dev, policy_map)
     results["size_bytes"] = (Path(model_dir) / weights).stat().st_size
-    results["latency_ms"] = _latency(guard, test)
+    results |= _latency(guard, test)
     return results
 
 
@@ -371,21 +370,27 @@ def score_everything(scorer, test, dev: dict, policy_map) -> dict:
             "dev": {name: evaluate(scorer, rows, policy_map) for name, rows in dev.items()}}
 
 
-def _latency(guard, test) -> float:
-    """Milliseconds per example, batch 1, fastest of 3 passes over 5 test prompts."""
-    policy_name = test[0].policy
+LATENCY_PROMPTS, LATENCY_REPEATS = 8, 5
+
+
+def _latency(guard, test) -> dict:
+    """Milliseconds per prompt at batch 1, warmed: the median and the 10th-90th percentile spread of
+    LATENCY_REPEATS passes over LATENCY_PROMPTS test prompts (one timing per prompt and pass)."""
+    import numpy as np
+
     from synth.policy import load_policy
 
-    policy = load_policy(policy_name)
-    texts = [e.text for e in test[:5]]
-    guard.score(texts[:2], policy)  # warm-up
-    best = float("inf")
-    for _ in range(3):
-        started = time.perf_counter()
+    policy = load_policy(test[0].policy)
+    texts = [e.text for e in test[:LATENCY_PROMPTS]]
+    guard.score(texts[:2], policy)  # warm-up: the first forwards allocate and pick kernels
+    timings = []
+    for _ in range(LATENCY_REPEATS):
         for text in texts:
+            started = time.perf_counter()
             guard.score([text], policy)
-        best = min(best, (time.perf_counter() - started) / len(texts))
-    return 1000 * best
+            timings.append(1000 * (time.perf_counter() - started))
+    p10, p50, p90 = np.percentile(timings, [10, 50, 90])
+    return {"latency_ms": float(p50), "latency_spread_ms": [float(p10), float(p90)]}
 
 
 def _write_report(out: Path, plan: Plan, policies: list[str], results: dict, fast: bool) -> Path:

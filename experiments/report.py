@@ -57,8 +57,13 @@ def _mean(values: list) -> float | None:
 
 
 def size_table(results: dict) -> str:
-    rows = [[model, _f(r["size_bytes"] / 1e6, 1), _f(r["latency_ms"], 2)] for model, r in results.items() if "size_bytes" in r]
-    return _table(["model", "size (MB)", "latency (ms / prompt, batch 1)"], rows)
+    rows = [[model, _f(r["size_bytes"] / 1e6, 1), _latency_cell(r)] for model, r in results.items() if "size_bytes" in r]
+    return _table(["model", "size (MB)", "latency (ms / prompt, batch 1: median, 10th-90th percentile)"], rows)
+
+
+def _latency_cell(result: dict) -> str:
+    spread = result.get("latency_spread_ms")  # absent in evaluations cached before it was measured
+    return _f(result["latency_ms"], 2) + (f" ({_f(spread[0], 1)}-{_f(spread[1], 1)})" if spread else "")
 
 
 def front_table(search: list[JournalEntry]) -> str:

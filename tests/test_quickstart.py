@@ -18,6 +18,9 @@ def test_quickstart_fast_runs_the_whole_pipeline_and_caches_every_stage(tmp_path
     for model in ("MultiTaskGuard", "uniform average", "TIES defaults", "UniGuard (searched)", "UniGuard int8 (ONNX)", "TF-IDF", "LLM judge"):
         assert model in report
     assert "data:image/png;base64," in (out / "report.html").read_text()
+    # latency: warmed, repeated, reported with its spread
+    timed = [r for r in json.loads((out / "stages" / "evaluate.json").read_text())["result"].values() if "latency_ms" in r]
+    assert timed and all(r["latency_spread_ms"][0] <= r["latency_ms"] <= r["latency_spread_ms"][1] for r in timed)
     front = json.loads((out / "search" / "pareto.json").read_text())["points"]
     assert front and all(0.0 <= p["f1"] <= 1.0 for p in front)
     variants = (out / "search" / "variants.jsonl").read_text()
