@@ -65,7 +65,7 @@ def svd(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
         stack = a.detach().cpu().double().numpy().reshape(-1, *a.shape[-2:])
         parts = [scipy.linalg.svd(m, full_matrices=False, lapack_driver="gesvd") for m in stack]
-        u, s, vh = (torch.from_numpy(np.stack(factor)).to(a.dtype) for factor in zip(*parts))
+        u, s, vh = (torch.from_numpy(np.stack(factor)).to(a.device, a.dtype) for factor in zip(*parts))
         lead = a.shape[:-2]
         return u.reshape(*lead, *u.shape[1:]), s.reshape(*lead, *s.shape[1:]), vh.reshape(*lead, *vh.shape[1:])
 
@@ -161,10 +161,10 @@ def iso_cts_matrix(deltas: torch.Tensor, weights: Sequence[float], common: float
     """The Iso-CTS merged task vector of one matrix (before lambda)."""
     weighted = _weighted(deltas, weights)
     n_tasks, m, n = weighted.shape
-    u, s, vh = svd(weighted.sum(0))
     k, per_task = iso_cts_split(min(m, n), n_tasks, common)
     if per_task == 0:  # the common subspace is the whole rank: Iso-C
         return isotropic(weighted.sum(0))
+    u, s, vh = svd(weighted.sum(0))
     u_common = u[:, :k]
     residuals = weighted - u_common @ (u_common.T @ weighted)  # each task without its common-subspace part
     ru, rs, rvh = svd(residuals)
@@ -173,7 +173,7 @@ def iso_cts_matrix(deltas: torch.Tensor, weights: Sequence[float], common: float
     sigma = torch.cat([s[:k], rs[:, :per_task].reshape(-1)])
     keep = numerical_rank_mask(sigma, (m, n))  # directions with (numerically) zero singular value say nothing
     if not bool(keep.any()):
-        return torch.zeros(m, n, dtype=weighted.dtype)
+        return torch.zeros(m, n, dtype=weighted.dtype, device=weighted.device)
     return sigma[keep].mean() * (orthogonalised(u_cat[:, keep]) @ orthogonalised(vh_cat[keep]))
 
 
