@@ -8,8 +8,9 @@
    defaults): examples/s, validation F1/AUPRC, F1/AUPRC on the real dev set (measured, never selected
    on), and the first/last CE of each run (the loss curves are in the JSON).
 2. Fitness: the guards trained with today's defaults form a pool; the same random recipes (from the search space) are scored
-   by one-thread workers in float32 and bfloat16: example-forwards/s, the largest F1 difference and
-   Spearman's rank correlation of the recipes' F1.
+   by one-thread workers in float32 and bfloat16 at the default batch, and in bfloat16 at larger batches
+   (FITNESS_BATCHES): example-forwards/s, the largest F1 difference and Spearman's rank correlation
+   of the recipes' F1 against float32.
 3. Serving: each of those guards (float32 weights) scores real dev-set prompts in both precisions: verdict agreement and
    examples/s.
 Every ratio compares two measurements taken in this run on this machine.
@@ -27,6 +28,7 @@ import numpy as np
 
 POLICIES = ("prompt_injection", "violence_weapons")
 PRECISIONS = ("float32", "bfloat16")
+FITNESS_BATCHES = (32, 64)  # bfloat16 fitness at larger batches than the default (chosen for float32 caches)
 
 
 def _data(root: Path, n: int) -> Path:
@@ -46,7 +48,7 @@ TRAINING_RECIPES = {
 }
 
 
-def bench_training(data: Path, root: Path, epochs: int) -> dict:
+def bench_training(data: Path, root: Path, epochs: int, recipes: tuple[str, ...] = tuple(TRAINING_RECIPES)) -> dict:
     from fitness.devsets import load_devset
     from synth.policy import load_policy
     from trainers.data import load_splits, only_policies, resolve_policies
@@ -55,8 +57,9 @@ def bench_training(data: Path, root: Path, epochs: int) -> dict:
     from trainers.training import make_config, train_guard
 
     splits = load_splits([data])
-    out: dict = {"recipes": TRAINING_RECIPES}
-    for name, options in TRAINING_RECIPES.items():
+    out: dict = {"recipes": {name: TRAINING_RECIPES[name] for name in recipes}}
+    for name in recipes:
+        options = TRAINING_RECIPES[name]
         for policy in POLICIES:
             curve: list[float] = []
             config = make_config(epochs=epochs, device="cpu", **options)
@@ -71,9 +74,10 @@ def bench_training(data: Path, root: Path, epochs: int) -> dict:
                 "examples_per_s": result.examples_per_second, "val_f1": result.validation["macro"]["f1"],
                 "val_auprc": result.validation["macro"]["auprc"], "dev_f1": dev_metrics["f1"], "dev_auprc": dev_metrics["auprc"],
                 "ce_first": curve[0], "ce_last": curve[-1], "ce_curve": curve}
-    for name in TRAINING_RECIPES:
-        out.setdefault("ratio_examples_per_s", {})[name] = {
-            p: out[name][p]["examples_per_s"] / out["previous"][p]["examples_per_s"] for p in POLICIES}
+    if "previous" in recipes:
+        for name in recipes:
+            out.setdefault("ratio_examples_per_s", {})[name] = {
+                p: out[name][p]["examples_per_s"] / out["previous"][p]["examples_per_s"] for p in POLICIES}
     return out
 
 
@@ -98,19 +102,23 @@ def bench_fitness(root: Path, data: Path, recipes: int) -> dict:
     param = space.parametrization()
     param.random_state.seed(0)
     chosen = [space.decode(param.spawn_child().sample().value) for _ in range(recipes)]
-    out: dict = {"recipes": recipes, "validation_examples": eval_set.size}
-    for precision in PRECISIONS:
-        scorer = RecipeScorer(pool, eval_set, tokenizer, FitnessSettings(racing=(1.0,), precision=precision, device="cpu"))
+    default = FitnessSettings().batch_size
+    out: dict = {"recipes": recipes, "validation_examples": eval_set.size, "batch_size": default}
+    for precision, batch in [(p, default) for p in PRECISIONS] + [("bfloat16", b) for b in FITNESS_BATCHES]:
+        settings = FitnessSettings(racing=(1.0,), precision=precision, device="cpu", batch_size=batch)
+        scorer = RecipeScorer(pool, eval_set, tokenizer, settings)
         scorer.evaluate(chosen[0])  # warm-up: builds the shape's model
         started = time.perf_counter()
         evaluations = [scorer.evaluate(r) for r in chosen]
         seconds = time.perf_counter() - started
-        out[precision] = {"example_forwards_per_s": recipes * eval_set.size / seconds, "f1": [e.f1 for e in evaluations],
-                          "seconds": seconds, "merge_s": sum(e.timings["merge_s"] for e in evaluations)}
-    a, b = np.asarray(out["float32"]["f1"]), np.asarray(out["bfloat16"]["f1"])
-    out["ratio_example_forwards_per_s"] = out["bfloat16"]["example_forwards_per_s"] / out["float32"]["example_forwards_per_s"]
-    out["max_abs_f1_difference"] = float(np.max(np.abs(a - b)))
-    out["spearman_rank_correlation"] = _spearman(a, b)
+        key = precision if batch == default else f"{precision}_batch{batch}"
+        out[key] = {"example_forwards_per_s": recipes * eval_set.size / seconds, "f1": [e.f1 for e in evaluations],
+                    "seconds": seconds, "merge_s": sum(e.timings["merge_s"] for e in evaluations)}
+    reference = np.asarray(out["float32"]["f1"])
+    for key in [k for k in out if k.startswith("bfloat16")]:  # each bfloat16 setting against float32 at the default batch
+        f1 = np.asarray(out[key]["f1"])
+        out[key] |= {"ratio_vs_float32": out[key]["example_forwards_per_s"] / out["float32"]["example_forwards_per_s"],
+                     "max_abs_f1_difference": float(np.max(np.abs(f1 - reference))), "spearman_vs_float32": _spearman(f1, reference)}
     return out
 
 
@@ -147,26 +155,40 @@ def main() -> None:
     parser.add_argument("--recipes", type=int, default=12)
     parser.add_argument("--serve-rows", type=int, default=400)
     parser.add_argument("--out", type=Path, default=Path("experiments/results/compute"))
+    parser.add_argument("--fitness-only", action="store_true", help="train only the pool's guards (today's recipe) and "
+                        "run the fitness part: writes bench_compute_fitness.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         data = _data(root, args.n)
-        report = {"training": bench_training(data, root, args.epochs), "fitness": bench_fitness(root, data, args.recipes),
-                  "serving": bench_serving(root, args.serve_rows), "args": {k: str(v) for k, v in vars(args).items()}}
+        training = bench_training(data, root, args.epochs, ("current",) if args.fitness_only else tuple(TRAINING_RECIPES))
+        report = {"fitness": bench_fitness(root, data, args.recipes), "args": {k: str(v) for k, v in vars(args).items()}}
+        if not args.fitness_only:
+            report |= {"training": training, "serving": bench_serving(root, args.serve_rows)}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench_compute.json").write_text(json.dumps(report, indent=2))
-    t, f, s = report["training"], report["fitness"], report["serving"]
+    (args.out / ("bench_compute_fitness.json" if args.fitness_only else "bench_compute.json")).write_text(json.dumps(report, indent=2))
+    _print_fitness(report["fitness"])
+    if not args.fitness_only:
+        _print_training_and_serving(report["training"], report["serving"])
+    print(f"details: {args.out}")
+
+
+def _print_fitness(f: dict) -> None:
+    for key in [k for k in f if k.startswith("bfloat16")]:
+        m = f[key]
+        print(f"fitness {key} vs float32 (batch {f['batch_size']}): {m['ratio_vs_float32']:.2f}x example-forwards/s over "
+              f"{f['recipes']} recipes; max |F1 diff| {m['max_abs_f1_difference']:.4f}; Spearman {m['spearman_vs_float32']:.3f}; "
+              f"merging {m['merge_s'] / m['seconds']:.0%} of its time")
+
+
+def _print_training_and_serving(t: dict, s: dict) -> None:
     for name in TRAINING_RECIPES:
         for p in POLICIES:
             m = t[name][p]
             print(f"training {name:<13} {p:<17} {m['examples_per_s']:6.1f} examples/s ({t['ratio_examples_per_s'][name][p]:.2f}x previous); "
                   f"val F1 {m['val_f1']:.3f}; real dev F1 {m['dev_f1']:.3f} AUPRC {m['dev_auprc']:.3f}; CE {m['ce_first']:.3f}->{m['ce_last']:.3f}")
-    print(f"fitness example-forwards/s bf16/fp32: {f['ratio_example_forwards_per_s']:.2f}x over {f['recipes']} recipes; "
-          f"max |F1 diff| {f['max_abs_f1_difference']:.4f}; Spearman {f['spearman_rank_correlation']:.3f}; merging took "
-          + ", ".join(f"{f[p]['merge_s'] / f[p]['seconds']:.0%} of the {p} time" for p in PRECISIONS))
     for p in POLICIES:
         print(f"serving {p}: verdict agreement {s[p]['agreement']:.4f} over {s['texts']} dev prompts; bf16/fp32 {s[p]['ratio']:.2f}x")
-    print(f"details: {args.out / 'bench_compute.json'}")
 
 
 if __name__ == "__main__":
