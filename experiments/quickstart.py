@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from trainers.metrics import DEFAULT_THRESHOLD_RULE
 from uniguard.core.errors import UserError
 from uniguard.core.io import read_json, read_jsonl, write_json, write_jsonl
 
@@ -45,7 +46,7 @@ class Plan:
     max_length: int | None = None
     # one rule for the guards' calibration, the search's fitness thresholds and the TF-IDF baseline, so
     # every model in the report is read at thresholds placed the same way (docs/guards.md, Threshold rules)
-    threshold_rule: str = "fpr:0.03"
+    threshold_rule: str = DEFAULT_THRESHOLD_RULE
 
 
 # The default draws n=1000 plus fitness_n=1200 template samples per policy; the templates' distinct texts

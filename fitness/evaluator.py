@@ -25,7 +25,7 @@ from fitness.data import EvalSet, Features, Half
 from fitness.racing import Rival, Scores, beaten, bootstrap_draws, enough_examples, macro_value
 from fitness.registry import get_metric
 from trainers.compute import DeviceChoice, PrecisionChoice
-from trainers.metrics import parse_threshold_rule
+from trainers.metrics import DEFAULT_THRESHOLD_RULE, parse_threshold_rule
 
 Scorer = Callable[[Features], np.ndarray]  # pre-tokenised features -> P(violation), in input order
 
@@ -34,7 +34,7 @@ class FitnessSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     metric: str = "guard_f1"
-    threshold_rule: str = Field(default="f1", description="how each policy's threshold is placed on the calibration "
+    threshold_rule: str = Field(default=DEFAULT_THRESHOLD_RULE, description="how each policy's threshold is placed on the calibration "
                                 "half, as in training (f1, balanced or fpr:TARGET); the metric is read at it and "
                                 "exports ship it")
     racing: tuple[float, ...] = Field(default=(0.125, 0.25, 0.5, 1.0), description="validation fractions per rung, ending at 1")

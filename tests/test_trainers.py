@@ -15,7 +15,7 @@ from synth.policy import load_policy
 from trainers.data import Example
 from trainers.guard import Guard
 from trainers.losses import mask_tokens
-from trainers.metrics import best_threshold
+from trainers.metrics import DEFAULT_THRESHOLD_RULE, best_threshold
 from trainers.training import make_config, train_guard
 from uniguard.cli import app
 from uniguard.core.errors import UserError
@@ -119,11 +119,11 @@ def test_multitask_with_mlm_and_adversarial_terms(tiny_base, policies, tmp_path)
     assert set(result.thresholds) == {"prompt_injection", "violence_weapons"}
     assert set(result.validation["per_policy"]) == {"prompt_injection", "violence_weapons"}
     assert json.loads((tmp_path / "mt" / "uniguard.json").read_text())["kind"] == "multitask"
-    # a policy it was not trained on gets the best-F1 threshold of all its validation data pooled
+    # a policy it was not trained on gets the threshold its rule places on all its validation data pooled
     guard = Guard.load(tmp_path / "mt")
     scores = np.concatenate([guard.score([e.text for e in val if e.policy == p], p) for p in ("prompt_injection", "violence_weapons")])
     labels = np.array([e.label for p in ("prompt_injection", "violence_weapons") for e in val if e.policy == p])
-    assert guard.default_threshold == pytest.approx(best_threshold(labels, scores)[0], abs=1e-6)
+    assert guard.default_threshold == pytest.approx(best_threshold(labels, scores, DEFAULT_THRESHOLD_RULE)[0], abs=1e-6)
     assert guard.threshold(load_policy("pii_disclosure")) == guard.default_threshold
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from synth.policy import Policy
 from trainers.data import Example, check_both_classes, policy_names
-from trainers.metrics import best_threshold
+from trainers.metrics import DEFAULT_THRESHOLD_RULE, best_threshold
 
 
 @dataclass
@@ -25,7 +25,7 @@ class TfidfBaseline:
     models: dict = field(default_factory=dict)
     thresholds: dict[str, float] = field(default_factory=dict)
     seed: int = 0
-    threshold_rule: str = "f1"  # see trainers.metrics.best_threshold
+    threshold_rule: str = DEFAULT_THRESHOLD_RULE  # see trainers.metrics.best_threshold
 
     def fit(self, train: Sequence[Example], validation: Sequence[Example] = ()) -> "TfidfBaseline":
         from sklearn.feature_extraction.text import TfidfVectorizer
@@ -79,7 +79,7 @@ class LLMJudge:
     batch_size: int = 8
     max_text_chars: int = 2000  # long jailbreaks are cut so one prompt cannot blow up a batch
     thresholds: dict[str, float] = field(default_factory=dict)
-    threshold_rule: str = "f1"  # see trainers.metrics.best_threshold
+    threshold_rule: str = "f1"  # F1-best: it calibrates on a few rows per policy, too few for a false-positive target
     _chat: object = None
 
     def _backend(self):

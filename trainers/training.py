@@ -32,7 +32,7 @@ from trainers.compute import Compute, DeviceChoice, PrecisionChoice, resolve_com
 from trainers.data import Example, check_both_classes, policy_names
 from trainers.guard import GUARD_META_FILE, Guard, check_instruction_fits, score_token_ids
 from trainers.losses import MaskedLMHead, adversarial_loss, classification_loss, masked_lm_loss
-from trainers.metrics import FPR_RULE, THRESHOLD_RULE_HELP, best_threshold, evaluate_scores, macro_average, parse_threshold_rule
+from trainers.metrics import DEFAULT_THRESHOLD_RULE, FPR_RULE, THRESHOLD_RULE_HELP, best_threshold, evaluate_scores, macro_average, parse_threshold_rule
 from uniguard.core.assets import resolve_model
 from uniguard.core.errors import UserError, format_validation_error
 from uniguard.core.io import read_json
@@ -78,7 +78,7 @@ class TrainConfig(BaseModel):
     adv_epsilon: float = Field(1.0, gt=0)
     patience: int = Field(2, ge=1, description="evaluations without validation-F1 gain before stopping")
     threshold_rule: str = Field(
-        "f1", description="how validation sets each policy's threshold: best F1, best TPR - FPR (independent of the class mix), "
+        DEFAULT_THRESHOLD_RULE, description="how validation sets each policy's threshold: best F1, best TPR - FPR (independent of the class mix), "
         f"or the lowest threshold with FPR <= TARGET on benign rows; {THRESHOLD_RULE_HELP}"
     )
     eval_every: Optional[int] = Field(None, ge=1, description="steps between evaluations; None = once per epoch")
@@ -303,7 +303,7 @@ def score_encoded(model, tokenizer, enc: Encoded, compute: Compute = Compute(), 
     return scores
 
 
-def calibrate(labels: np.ndarray, scores: np.ndarray, policies: Sequence[str], rule: str = "f1") -> dict[str, float]:
+def calibrate(labels: np.ndarray, scores: np.ndarray, policies: Sequence[str], rule: str = DEFAULT_THRESHOLD_RULE) -> dict[str, float]:
     """Per-policy threshold maximising `rule` (trainers.metrics.best_threshold) on validation."""
     names = np.asarray(policies, dtype=object)
     return {name: best_threshold(labels[names == name], scores[names == name], rule)[0] for name in sorted(set(policies))}
@@ -505,7 +505,10 @@ def train_guard(
 
 def _evaluate_and_select(model, tokenizer, enc_val: Encoded, state: TrainState, config: TrainConfig, out_dir: Path, losses: dict) -> None:
     scores = score_encoded(model, tokenizer, enc_val, resolve_compute(config.device, config.precision))
-    thresholds = calibrate(enc_val.labels, scores, enc_val.policies)
+    # checkpoints are compared at their F1-best thresholds (how well they rank), whatever rule the
+    # guard's final thresholds are placed by: a false-positive target on a few dozen benign rows moves
+    # with single rows and would make the choice of checkpoint noisy
+    thresholds = calibrate(enc_val.labels, scores, enc_val.policies, "f1")
     macro = report(enc_val.labels, scores, enc_val.policies, thresholds)["macro"]
     f1 = macro["f1"]
     state.history.append({"step": state.global_step, "epoch": state.epoch, "val_f1": f1, "val_auprc": macro["auprc"], **losses})

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from trainers.metrics import DEFAULT_THRESHOLD_RULE
 from uniguard.cli.compute_options import device_option, guard_on, precision_option
 from uniguard.core.errors import UserError
 
@@ -223,7 +224,7 @@ def train_single(
     adv_weight: float = typer.Option(0.0, help="Weight of the adversarial embedding term (0 = off)."),
     adv_epsilon: float = typer.Option(1.0, help="L2 radius of the adversarial embedding perturbation."),
     patience: int = typer.Option(2, help="Stop after this many evaluations without validation-F1 gain."),
-    threshold_rule: str = typer.Option("f1", help=_THRESHOLD_HELP),
+    threshold_rule: str = typer.Option(DEFAULT_THRESHOLD_RULE, help=_THRESHOLD_HELP),
     benign: Optional[Path] = typer.Option(None, "--benign", help=_BENIGN_HELP),
     eval_every: Optional[int] = typer.Option(None, help="Steps between validations (default: once per epoch)."),
     seed: int = typer.Option(0, help="Seed for head initialisation, shuffling, dropout and masking."),
@@ -254,7 +255,7 @@ def train_multitask(
     adv_weight: float = typer.Option(0.0, help="Weight of the adversarial embedding term (0 = off)."),
     adv_epsilon: float = typer.Option(1.0, help="L2 radius of the adversarial embedding perturbation."),
     patience: int = typer.Option(2, help="Stop after this many evaluations without validation macro-F1 gain."),
-    threshold_rule: str = typer.Option("f1", help=_THRESHOLD_HELP),
+    threshold_rule: str = typer.Option(DEFAULT_THRESHOLD_RULE, help=_THRESHOLD_HELP),
     benign: Optional[Path] = typer.Option(None, "--benign", help=_BENIGN_HELP),
     eval_every: Optional[int] = typer.Option(None, help="Steps between validations (default: once per epoch)."),
     seed: int = typer.Option(0, help="Seed for head initialisation, shuffling, dropout and masking."),
@@ -369,7 +370,7 @@ def _report_baseline(scorer, files: List[Path], name: str, as_json: bool, limit:
 def baseline_tfidf(
     data: List[Path] = typer.Option(..., "--data", help=_DATA_HELP + " Trains on train.jsonl, calibrates on validation.jsonl."),
     eval_files: List[Path] = typer.Option([], "--eval", help="Labelled files to evaluate on (default: each DATA/test.jsonl)."),
-    threshold_rule: str = typer.Option("f1", help=_THRESHOLD_HELP),
+    threshold_rule: str = typer.Option(DEFAULT_THRESHOLD_RULE, help=_THRESHOLD_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """TF-IDF (word + char n-grams) + logistic regression per policy, trained on the same synthetic data."""
