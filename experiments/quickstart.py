@@ -50,7 +50,7 @@ class Plan:
 
 
 # The default draws n=1000 plus fitness_n=1200 template samples per policy; the templates' distinct texts
-# are dealt out to all five splits, which leaves each single guard ~400-720 training rows (the n=160
+# are dealt out to all five splits, which leaves each single guard 406-719 training rows (the n=160
 # plan had ~125) for one epoch, and the search >= 300 scoring rows per policy (issue 18: fewer cannot rank
 # recipes apart; at fitness_n=600 the smallest policy had 187). The grammar of the topic policies runs
 # out of distinct texts near ~1,200-1,900 (self_harm: 1,112 of 1,400 samples, 1,891 of 3,000), so more
