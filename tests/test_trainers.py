@@ -220,8 +220,9 @@ def test_cli_threshold_rule_and_benign_errors(tiny_base, tmp_path):
         result = runner.invoke(app, args + ["--threshold-rule", rule])
         assert isinstance(result.exception, UserError) and re.search(message, str(result.exception)), (rule, result.exception)
         assert "--threshold-rule" in str(result.exception)
-    result = runner.invoke(app, args + ["--benign", str(benign)])
+    result = runner.invoke(app, args + ["--benign", str(benign), "--threshold-rule", "f1"])
     assert isinstance(result.exception, UserError) and "fpr:TARGET" in str(result.exception)
+    assert runner.invoke(app, args + ["--benign", str(benign)]).exit_code == 0  # the default rule is an fpr rule
     write_jsonl(benign, [{"text": "hi", "label": 1}])
     result = runner.invoke(app, args + ["--benign", str(benign), "--threshold-rule", "fpr:0.05"])
     assert isinstance(result.exception, UserError) and "traffic.jsonl:1" in str(result.exception)
