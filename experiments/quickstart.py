@@ -6,7 +6,7 @@ Stages, each cached in OUT so a rerun or an interrupted run picks up where it st
   3. search    Ray-distributed evolutionary search over merge recipes, scored on a separate fitness
                set (fresh synthetic data, none of it seen in training), then the front's best and the
                baselines re-scored on a confirmation split the search never used (UniGuard = best there)
-  4. export    UniGuard and the front's smallest member as Hugging Face guards
+  4. export    UniGuard and the front's smallest member within COMPACT_F1_BUDGET of it as Hugging Face guards
   5. evaluate  every guard, fixed merge and baseline on the synthetic test splits and real dev sets
   6. report    report.md and report.html (plots embedded)
 """
@@ -211,9 +211,15 @@ def search_stage(plan: Plan, guards: dict[str, Path], validation: Path, run_dir:
     return {"evaluated": len(entries), "run_dir": str(run_dir)}
 
 
+# The compact UniGuard may give up at most this much search F1 for its size: the front's very smallest
+# members (a few layers) are there for their size and latency, not as guards (one read F1 0.10).
+COMPACT_F1_BUDGET = 0.05
+
+
 def export_front(run_dir: Path, out: Path, int8: bool = True) -> dict:
     """UniGuard (the best candidate on the confirmation split, or the front's best-F1 member where the
-    run has no confirmation) and the front's smallest member, plus the fixed merges the search
+    run has no confirmation) and the front's smallest other member within COMPACT_F1_BUDGET of its
+    search F1 (when there is one), plus the fixed merges the search
     evaluated first (uniform average, TIES defaults), each with its calibrated thresholds; with `int8`,
     also UniGuard as an int8 ONNX guard, measured like a merge and put on the run's Pareto front."""
     from engine.export import export_entry
@@ -229,15 +235,18 @@ def export_front(run_dir: Path, out: Path, int8: bool = True) -> dict:
     front = pareto_front(entries)
     confirmed = load_confirmations(run)
     by_hash = {e.hash: e for e in entries}
+    uniguard = by_hash[confirmed[0].hash] if confirmed else max(front, key=lambda e: (e.f1, -e.size_bytes))
     chosen = {
-        "uniguard": by_hash[confirmed[0].hash] if confirmed else max(front, key=lambda e: (e.f1, -e.size_bytes)),
-        "uniguard_smallest": min(front, key=lambda e: (e.size_bytes, -e.f1)),
+        "uniguard": uniguard,
         "uniform_average": next(e for e in entries if e.label == "uniform average"),
         "ties_defaults": next(e for e in entries if e.label == "TIES defaults"),
     }
+    compact = compact_member(front, uniguard)
+    if compact is not None:
+        chosen["uniguard_compact"] = compact
     config = run.config()
     pool = ModelPool.load(config.pool.base, list(config.pool.candidates), config.names)
-    for name in (*chosen, "uniguard_int8"):  # exports refuse a non-empty --out; these are this stage's own, from a killed run
+    for name in (*chosen, "uniguard_compact", "uniguard_int8"):  # exports refuse a non-empty --out; these are this stage's own, from a killed run
         shutil.rmtree(out / name, ignore_errors=True)
     exported = {}
     for name, entry in chosen.items():
@@ -247,6 +256,12 @@ def export_front(run_dir: Path, out: Path, int8: bool = True) -> dict:
         int8_dir = export_onnx(out / "uniguard", out / "uniguard_int8", "int8")
         exported["uniguard_int8"] = _exported(int8_dir, add_variant(run, FrontPoint.of(0, chosen["uniguard"]), int8_dir))
     return exported
+
+
+def compact_member(front: list, uniguard, budget: float = COMPACT_F1_BUDGET):
+    """The smallest front member smaller than UniGuard and at most `budget` below its search F1, or None."""
+    near = [e for e in front if e.size_bytes < uniguard.size_bytes and e.f1 >= uniguard.f1 - budget]
+    return min(near, key=lambda e: (e.size_bytes, -e.f1)) if near else None
 
 
 def _exported(model_dir: Path, entry) -> dict:
@@ -276,8 +291,9 @@ def _evaluate(plan: Plan, policies: list[str], guards: dict[str, Path], exports:
     test = load_split(data, "test")
     dev = dev_examples(plan, policy_map)
     models = {"MultiTaskGuard": guards["multitask"], "uniform average": exports["uniform_average"]["dir"],
-              "TIES defaults": exports["ties_defaults"]["dir"], "UniGuard (searched)": exports["uniguard"]["dir"],
-              "UniGuard (smallest)": exports["uniguard_smallest"]["dir"]}
+              "TIES defaults": exports["ties_defaults"]["dir"], "UniGuard (searched)": exports["uniguard"]["dir"]}
+    if "uniguard_compact" in exports:
+        models[f"UniGuard compact (within {COMPACT_F1_BUDGET} F1)"] = exports["uniguard_compact"]["dir"]
     if "uniguard_int8" in exports:
         models["UniGuard int8 (ONNX)"] = exports["uniguard_int8"]["dir"]
     results = {SPECIALISTS: specialists_results({p: guards[p] for p in policies}, test, dev, policy_map)}

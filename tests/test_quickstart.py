@@ -6,6 +6,9 @@ import sys
 
 import pytest
 
+from engine.journal import JournalEntry
+from experiments.quickstart import compact_member
+
 
 @pytest.mark.integration
 @pytest.mark.timeout(1800)  # the whole pipeline twice: longer than the suite's per-test limit, bounded by its own timeouts
@@ -34,3 +37,14 @@ def test_quickstart_fast_runs_the_whole_pipeline_and_caches_every_stage(tmp_path
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0
     assert again.stderr.count("[cached]") >= 7 and "[start ] train" not in again.stderr
+
+
+def test_the_compact_uniguard_is_the_smallest_front_member_within_the_f1_budget():
+    def entry(name, f1, size):
+        return JournalEntry(hash=name, recipe={}, f1=f1, size_bytes=size, latency_ms=1.0, per_policy={}, thresholds={})
+
+    uniguard = entry("full", 0.94, 90)
+    front = [entry("tiny", 0.10, 20), entry("small", 0.90, 40), entry("mid", 0.92, 60), uniguard]
+    assert compact_member(front, uniguard).hash == "small"  # 0.04 below; "tiny" is a size point, not a guard
+    assert compact_member(front, uniguard, budget=0.03).hash == "mid"
+    assert compact_member(front, uniguard, budget=0.01) is None  # only UniGuard itself is that good
