@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from experiments.quickstart import OPERATORS, Plan, Stages
 from experiments.report import SPECIALISTS
+from trainers.metrics import DEFAULT_THRESHOLD_RULE, parse_threshold_rule
 from uniguard.core.errors import UserError, format_validation_error
 from uniguard.core.io import atomic_write_text, read_yaml_mapping, write_json
 
@@ -61,7 +62,7 @@ class StudyConfig(BaseModel):
                            "chosen on the confirmation split. 0 = search on the validation split, no confirmation")
     operators: tuple[str, ...] = Field(OPERATORS, min_length=1, description="the search space's merge operators")
     metric: str = Field("guard_f1", description="the fitness metric the searches maximise (fitness/registry.py)")
-    threshold_rule: str = Field(Plan.threshold_rule, description="how every guard's, search's and baseline's thresholds "
+    threshold_rule: str = Field(DEFAULT_THRESHOLD_RULE, description="how every guard's, search's and baseline's thresholds "
                                 "are placed (f1, balanced or fpr:TARGET)")
     workers: int = Field(2, ge=1)
     address: str | None = Field(None, description="a Ray cluster for the searches; None = a local one")
@@ -83,8 +84,6 @@ class StudyConfig(BaseModel):
     @field_validator("threshold_rule")
     @classmethod
     def _known_rule(cls, rule: str) -> str:
-        from trainers.metrics import parse_threshold_rule
-
         parse_threshold_rule(rule)  # refused at load; its ValueError names the rule and the choices
         return rule
 
