@@ -76,7 +76,7 @@ class RunDir:
         return Journal(self.variants_file, writable=writable)
 
     def config(self) -> SearchConfig:
-        return load_search_config(self.config_file)
+        return _with_legacy_defaults(load_search_config(self.config_file), yaml.safe_load(self.config_file.read_text()))
 
     def points(self) -> list[FrontPoint]:
         import json
@@ -101,13 +101,17 @@ class RunDir:
         it, and get its default) does not lock an older run out of resuming."""
         if not self.config_file.exists():
             atomic_write_text(self.config_file, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=True))
-        elif self._pinned() != config:
-            raise UserError(f"{self.path} holds a search with a different config ({self.config_file}); use a new --out "
+        elif (pinned := self._pinned()) != config:
+            rule = (f" (its thresholds are placed by `{pinned.fitness.threshold_rule}`, yours by `{config.fitness.threshold_rule}`: "
+                    f"set fitness.threshold_rule: {pinned.fitness.threshold_rule} to resume it)"
+                    if pinned is not None and pinned.fitness.threshold_rule != config.fitness.threshold_rule else "")
+            raise UserError(f"{self.path} holds a search with a different config ({self.config_file}){rule}; use a new --out "
                             "directory or rerun with the same config to resume")
 
     def _pinned(self) -> SearchConfig | None:
         try:
-            return SearchConfig.model_validate(yaml.safe_load(self.config_file.read_text()))
+            raw = yaml.safe_load(self.config_file.read_text())
+            return _with_legacy_defaults(SearchConfig.model_validate(raw), raw)
         except (ValidationError, yaml.YAMLError):
             return None  # a field uniguard no longer has, or a damaged file: not the same config
 
@@ -145,3 +149,13 @@ class RunDir:
             yield
         finally:
             os.close(fd)  # closing releases the lock, also when the process is killed
+
+
+def _with_legacy_defaults(config: SearchConfig, raw) -> SearchConfig:
+    """A pinned file holds every setting (it is a full dump), so one it lacks predates the setting: such
+    a run ran with the setting's default of that time, not today's. fitness.threshold_rule arrived with
+    the default fpr:0.03; runs pinned before it placed their thresholds by F1."""
+    fitness = raw.get("fitness") if isinstance(raw, dict) else None
+    if isinstance(fitness, dict) and "threshold_rule" not in fitness:
+        return config.model_copy(update={"fitness": config.fitness.model_copy(update={"threshold_rule": "f1"})})
+    return config

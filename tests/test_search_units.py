@@ -279,3 +279,16 @@ def test_the_search_places_thresholds_by_its_threshold_rule_and_reads_the_metric
     assert results["fpr:0.1"].f1 != pytest.approx(results["f1"].f1)
     with pytest.raises(ValueError, match="unknown threshold rule"):
         FitnessSettings(threshold_rule="accuracy")
+
+
+def test_a_run_pinned_before_threshold_rules_keeps_the_f1_rule_it_ran_with(tmp_path):
+    """Its thresholds were placed by F1: export must say so, and resuming under today's default
+    (fpr:0.03) would mix two rules in one journal, so it is refused with the setting that resumes it."""
+    config = SearchConfig.model_validate({"pool": {"base": "b", "candidates": ["a"]}, "data": {"validation": "v.jsonl"}})
+    old = config.model_dump(mode="json")
+    del old["fitness"]["threshold_rule"]  # as pinned by a uniguard without that setting
+    (tmp_path / "search.yaml").write_text(yaml.safe_dump(old))
+    assert config.fitness.threshold_rule == "fpr:0.03" and RunDir(tmp_path).config().fitness.threshold_rule == "f1"
+    with pytest.raises(UserError, match="set fitness.threshold_rule: f1 to resume"):
+        RunDir(tmp_path).pin(config)
+    RunDir(tmp_path).pin(config.model_copy(update={"fitness": config.fitness.model_copy(update={"threshold_rule": "f1"})}))
