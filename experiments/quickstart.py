@@ -246,7 +246,7 @@ def export_front(run_dir: Path, out: Path, int8: bool = True) -> dict:
         chosen["uniguard_compact"] = compact
     config = run.config()
     pool = ModelPool.load(config.pool.base, list(config.pool.candidates), config.names)
-    for name in (*chosen, "uniguard_compact", "uniguard_int8"):  # exports refuse a non-empty --out; these are this stage's own, from a killed run
+    for name in ("uniguard", "uniguard_compact", "uniform_average", "ties_defaults", "uniguard_int8"):  # exports refuse a non-empty --out; these are this stage's own, from a killed run
         shutil.rmtree(out / name, ignore_errors=True)
     exported = {}
     for name, entry in chosen.items():

@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from trainers.metrics import auprc, best_threshold, binary_metrics, recall_at_fpr
+from trainers.metrics import DEFAULT_THRESHOLD_RULE, auprc, best_threshold, binary_metrics, recall_at_fpr
 from uniguard.core.errors import UserError
 
 ENTRY_POINT_GROUP = "uniguard.fitness"
@@ -57,19 +57,19 @@ def get_metric(name: str) -> Metric:
 
 
 @fitness_metric("guard_f1")
-def guard_f1(cal_labels, cal_scores, labels, scores, threshold_rule: str = "f1") -> PolicyScore:
+def guard_f1(cal_labels, cal_scores, labels, scores, threshold_rule: str = DEFAULT_THRESHOLD_RULE) -> PolicyScore:
     """F1 on the scoring half at the calibration half's threshold."""
     threshold, _ = best_threshold(cal_labels, cal_scores, threshold_rule)
     return PolicyScore(binary_metrics(labels, scores, threshold)["f1"], threshold)
 
 
 @fitness_metric("auprc")
-def guard_auprc(cal_labels, cal_scores, labels, scores, threshold_rule: str = "f1") -> PolicyScore:
+def guard_auprc(cal_labels, cal_scores, labels, scores, threshold_rule: str = DEFAULT_THRESHOLD_RULE) -> PolicyScore:
     """Area under the precision-recall curve on the scoring half (threshold-free; the threshold is for export)."""
     return PolicyScore(auprc(labels, scores), best_threshold(cal_labels, cal_scores, threshold_rule)[0])
 
 
 @fitness_metric("recall_at_1pct_fpr")
-def guard_recall_at_low_fpr(cal_labels, cal_scores, labels, scores, threshold_rule: str = "f1") -> PolicyScore:
+def guard_recall_at_low_fpr(cal_labels, cal_scores, labels, scores, threshold_rule: str = DEFAULT_THRESHOLD_RULE) -> PolicyScore:
     """Recall on the scoring half at 1% false-positive rate (for strict deployments)."""
     return PolicyScore(recall_at_fpr(labels, scores, 0.01), best_threshold(cal_labels, cal_scores, threshold_rule)[0])
