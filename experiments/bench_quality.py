@@ -22,11 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-def _synth(policies: list[str], n: int, seed: int, out: Path) -> Path:
+from synth.cross_policy import DEFAULT_CROSS_SHARE
+
+def _synth(policies: list[str], n: int, seed: int, out: Path, cross_policy_share: float) -> Path:
     from synth.generate import BackendSpec, SynthSettings, run_synthesis
     from synth.policy import load_policies
 
-    run_synthesis(load_policies(policies), BackendSpec("template"), SynthSettings(n=n, seed=seed), out)
+    run_synthesis(load_policies(policies), BackendSpec("template"),
+                  SynthSettings(n=n, seed=seed, cross_policy_share=cross_policy_share), out)
     return out
 
 
@@ -69,14 +72,15 @@ def _scored(scorer, policy, rows: list[dict], pool_texts: set[str]) -> dict:
                        [r.get("lang") or "unknown" for r in rows], [r.get("source") or "unknown" for r in rows])
 
 
-def run(policies: list[str], n: int, epochs: int, rule: str, multitask: bool, seed: int, work: Path, options: dict) -> dict:
+def run(policies: list[str], n: int, epochs: int, rule: str, multitask: bool, seed: int, work: Path, options: dict,
+        cross_policy_share: float = DEFAULT_CROSS_SHARE) -> dict:
     from fitness.devsets import benign_pool, load_devset
     from trainers.baselines import TfidfBaseline
     from trainers.data import load_splits, only_policies, resolve_policies
     from trainers.guard import Guard
     from trainers.training import make_config, train_guard
 
-    data = _synth(policies, n, seed, work / "data")
+    data = _synth(policies, n, seed, work / "data", cross_policy_share)
     splits = load_splits([data])
     dev = {p: [r for r in load_devset(p, seed) if r["policy"] == p] for p in policies}
     guards: dict[str, dict[str, object]] = {"single": {}, "tfidf": {}}
@@ -110,6 +114,8 @@ def main() -> None:
     parser.add_argument("--threshold-rule", default="f1")
     parser.add_argument("--multitask", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cross-policy-share", type=float, default=DEFAULT_CROSS_SHARE,
+                        help="injection policies reuse this share of other policies' rows (0: off; synth.cross_policy)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a training option for every guard (a TrainConfig field, e.g. length_buckets=false); repeatable")
     parser.add_argument("--out", type=Path, default=Path("experiments/results/quality"))
@@ -118,7 +124,8 @@ def main() -> None:
     options = dict(item.split("=", 1) for item in args.set)
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)
-        report = run(args.policies, args.n, args.epochs, args.threshold_rule, args.multitask, args.seed, work, options)
+        report = run(args.policies, args.n, args.epochs, args.threshold_rule, args.multitask, args.seed, work, options,
+                     args.cross_policy_share)
     report["args"] = {k: str(v) for k, v in vars(args).items()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_quality.json").write_text(json.dumps(report, indent=2))

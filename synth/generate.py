@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Literal
 
 from synth.backends import LocalChat, OpenAIChat, Sampling
+from synth.cross_policy import DEFAULT_CROSS_SHARE, cross_policy_rows
 from synth.cache import AnswerCache, cache_key
 from synth.dedup import Deduper
 from synth.policy import Policy
@@ -81,6 +82,7 @@ class SynthSettings:
     near_threshold: float = 0.7
     max_tokens: int = 64
     temperature: float = 0.8
+    cross_policy_share: float = DEFAULT_CROSS_SHARE  # injection policies reuse other policies' rows (synth.cross_policy)
 
     def validate(self) -> None:
         if self.n < 1:
@@ -92,6 +94,8 @@ class SynthSettings:
             raise UserError("--rewrite-fraction plus --write-fraction must not exceed 1")
         if not 0.0 < self.near_threshold <= 1.0:
             raise UserError(f"--near-dup {self.near_threshold}: must be in (0, 1]")
+        if self.cross_policy_share < 0:
+            raise UserError(f"--cross-policy-share {self.cross_policy_share}: must be 0 (off) or more")
 
 
 @dataclass
@@ -268,7 +272,11 @@ def run_synthesis(policies: list[Policy], spec: BackendSpec, settings: SynthSett
     rows = [s.to_row() for result in results for s in result.samples if deduper.offer(s.text)]
     split = behaviour_split if settings.split_by == "behaviour" else stratified_split
     splits = split(rows, settings.fractions, settings.seed)
-    for name in SPLIT_NAMES:
+    cross_policy = {}
+    for index, name in enumerate(SPLIT_NAMES):  # per split: a reused text stays in its split
+        reused = cross_policy_rows(splits[name], policies, settings.seed + index, settings.cross_policy_share)
+        splits[name] += reused
+        cross_policy[name] = len(reused)
         write_jsonl(out_dir / f"{name}.jsonl", splits[name])
 
     reflection = ReflectionStats()
@@ -287,6 +295,7 @@ def run_synthesis(policies: list[Policy], spec: BackendSpec, settings: SynthSett
                "selection_near_dropped": sum(r.stats["selection_dedup"]["near"] for r in results),
                "final_exact_dropped": deduper.exact_dropped, "final_near_dropped": deduper.near_dropped,
                "near_threshold": settings.near_threshold, "method": "normalised exact match + word-trigram Jaccard"},
+        cross_policy=cross_policy,
     )
     write_json(out_dir / "report.json", report)
     return report

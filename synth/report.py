@@ -65,7 +65,8 @@ def diversity_by_policy(splits: dict[str, list[dict]]) -> dict:
     return out
 
 
-def build_report(splits: dict[str, list[dict]], *, settings: dict, generation: dict, reflection: dict, dedup: dict) -> dict:
+def build_report(splits: dict[str, list[dict]], *, settings: dict, generation: dict, reflection: dict, dedup: dict,
+                 cross_policy: dict[str, int]) -> dict:
     everything = [row for rows in splits.values() for row in rows]
     return {
         "settings": settings,
@@ -74,5 +75,6 @@ def build_report(splits: dict[str, list[dict]], *, settings: dict, generation: d
         "generation": generation,
         "reflection": reflection,
         "dedup": dedup,
+        "cross_policy_rows": cross_policy,  # per split: other policies' rows relabelled for injection policies
         "diversity": {**diversity(everything), "per_policy": diversity_by_policy(splits)},
     }

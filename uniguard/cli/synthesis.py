@@ -8,6 +8,8 @@ from typing import List, Optional
 
 import typer
 
+from synth.cross_policy import DEFAULT_CROSS_SHARE
+
 
 def synth(
     policy: List[str] = typer.Option(..., "--policy", help="Built-in policy name or policy YAML path; repeat for several."),
@@ -30,6 +32,7 @@ def synth(
     split: str = typer.Option("0.8,0.1,0.1", "--split", help="train,validation,test fractions."),
     split_by: str = typer.Option("row", "--split-by", help="row: stratified rows; behaviour: validation and test hold whole behaviours training never shows (tests generalisation, not recall of phrasings)."),
     near_dup: float = typer.Option(0.7, "--near-dup", help="Word-trigram Jaccard at or above which two texts are near duplicates."),
+    cross_policy_share: float = typer.Option(DEFAULT_CROSS_SHARE, "--cross-policy-share", help="Injection policies (prompt_injection) also get other policies' rows relabelled by style: jailbreak-framed ones violate, plain ones do not; this share of their own rows per split (0: off)."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray address to fan policies out over workers ('local' starts one here)."),
     as_json: bool = typer.Option(False, "--json", help="Print report.json to stdout instead of a summary."),
 ) -> None:
@@ -50,7 +53,7 @@ def synth(
     settings = SynthSettings(n=n, seed=seed, fractions=parse_fractions(split), rewrite_fraction=rewrite_fraction,
                              write_fraction=write_fraction, translate=backend == "openai" if translate is None else translate,
                              reflect=backend == "openai" if reflect is None else reflect, reflect_mode=reflect_mode,  # type: ignore[arg-type]
-                             near_threshold=near_dup, split_by=split_by)  # type: ignore[arg-type]
+                             near_threshold=near_dup, split_by=split_by, cross_policy_share=cross_policy_share)  # type: ignore[arg-type]
     with _progress(enabled=not as_json) as progress:
         report = run_synthesis(policies, spec, settings, out, address=address, progress=progress)
     if as_json:
