@@ -53,12 +53,13 @@ def cross_policy_rows(rows: list[dict], policies: list[Policy], seed: int,
     own_counts: dict[str, int] = defaultdict(int)
     for row in rows:
         own_counts[row["policy"]] += 1
+    injection_names = {p.name for p in injection}  # their rows are judged by their own grammar
     rng = random.Random(seed)
     added = []
     for target in injection:
         pools: dict[tuple[str, int, int], list[dict]] = defaultdict(list)
         for row in rows:
-            label = None if row["policy"] in {p.name for p in injection} else injection_label(row)
+            label = None if row["policy"] in injection_names else injection_label(row)
             if label is not None:
                 pools[(row["policy"], row["label"], label)].append(_relabelled(row, target.name, label))
         added += _even_draw(pools, int(share * own_counts[target.name]), rng)
