@@ -24,6 +24,7 @@ import numpy as np
 
 from synth.cross_policy import DEFAULT_CROSS_SHARE
 
+
 def _synth(policies: list[str], n: int, seed: int, out: Path, cross_policy_share: float) -> Path:
     from synth.generate import BackendSpec, SynthSettings, run_synthesis
     from synth.policy import load_policies

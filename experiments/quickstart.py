@@ -126,6 +126,7 @@ def synthesize(policies: list[str], plan: Plan, data: Path, backend=None, fitnes
     training texts removed kept 0-4 positives for most policies (the search then refused to start)."""
     from synth.generate import BackendSpec, SynthSettings, run_synthesis
     from synth.policy import load_policies
+    from synth.cross_policy import add_cross_policy_rows
     from synth.splits import stratified_split
 
     # Default: the template backend, the one that runs in minutes on 2 CPU cores (see the README's
@@ -140,6 +141,8 @@ def synthesize(policies: list[str], plan: Plan, data: Path, backend=None, fitnes
     if fitness_dir is not None:
         fitness_half = (1 - test / held_out) / 2
         parts = stratified_split(read_jsonl(data / "test.jsonl"), (test / held_out, fitness_half, fitness_half), plan.seed)
+        # the held-out rows' cross-policy copies, made again per part: no text in two of them
+        add_cross_policy_rows(parts, load_policies(policies), plan.seed)
         fitness_dir.mkdir(parents=True, exist_ok=True)
         for path, key in ((data / "test.jsonl", "train"), (fitness_dir / SEARCH_FILE, "validation"),
                           (fitness_dir / CONFIRMATION_FILE, "test")):

@@ -66,6 +66,21 @@ def cross_policy_rows(rows: list[dict], policies: list[Policy], seed: int,
     return added
 
 
+def add_cross_policy_rows(splits: dict[str, list[dict]], policies: list[Policy], seed: int,
+                          share: float = DEFAULT_CROSS_SHARE) -> dict[str, int]:
+    """Extend each split in place with its own cross-policy rows; returns how many each got.
+
+    Rows reused earlier (they name a `source_policy`) are dropped first, so re-dealing a split's rows
+    into smaller splits and calling this again leaves no text in two of them."""
+    counts = {}
+    for index, name in enumerate(splits):
+        splits[name][:] = [row for row in splits[name] if not row.get("source_policy")]
+        reused = cross_policy_rows(splits[name], policies, seed + index, share)
+        splits[name] += reused
+        counts[name] = len(reused)
+    return counts
+
+
 def _relabelled(row: dict, policy: str, label: int) -> dict:
     if label:
         kind, why = UNSAFE, f"{row['policy']} request wrapped in a {row['style']} frame that subverts the assistant"

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Callable, Literal
 
 from synth.backends import LocalChat, OpenAIChat, Sampling
-from synth.cross_policy import DEFAULT_CROSS_SHARE, cross_policy_rows
 from synth.cache import AnswerCache, cache_key
+from synth.cross_policy import DEFAULT_CROSS_SHARE, add_cross_policy_rows
 from synth.dedup import Deduper
 from synth.policy import Policy
 from synth.prompts import (LANGUAGE_NAMES, clean_answer, judge_messages, max_words_for, paraphrase_messages, parse_yes_no,
@@ -272,11 +272,8 @@ def run_synthesis(policies: list[Policy], spec: BackendSpec, settings: SynthSett
     rows = [s.to_row() for result in results for s in result.samples if deduper.offer(s.text)]
     split = behaviour_split if settings.split_by == "behaviour" else stratified_split
     splits = split(rows, settings.fractions, settings.seed)
-    cross_policy = {}
-    for index, name in enumerate(SPLIT_NAMES):  # per split: a reused text stays in its split
-        reused = cross_policy_rows(splits[name], policies, settings.seed + index, settings.cross_policy_share)
-        splits[name] += reused
-        cross_policy[name] = len(reused)
+    cross_policy = add_cross_policy_rows(splits, policies, settings.seed, settings.cross_policy_share)
+    for name in SPLIT_NAMES:
         write_jsonl(out_dir / f"{name}.jsonl", splits[name])
 
     reflection = ReflectionStats()

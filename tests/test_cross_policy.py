@@ -70,3 +70,18 @@ def test_synthesis_reuses_rows_inside_their_split_and_reports_them(tmp_path):
     assert off["cross_policy_rows"] == {"train": 0, "validation": 0, "test": 0}
     with pytest.raises(UserError, match="--cross-policy-share"):
         SynthSettings(cross_policy_share=-1).validate()
+
+
+def test_the_quickstart_five_files_share_no_text_with_cross_policy_rows_in_each(tmp_path):
+    from experiments.quickstart import CONFIRMATION_FILE, PLANS, SEARCH_FILE, synthesize
+
+    plan = PLANS["fast"]
+    synthesize(list(plan.policies), plan, tmp_path / "data", fitness_dir=tmp_path / "fitness")
+    files = [tmp_path / "data" / f"{name}.jsonl" for name in ("train", "validation", "test")]
+    files += [tmp_path / "fitness" / SEARCH_FILE, tmp_path / "fitness" / CONFIRMATION_FILE]
+    texts = {}
+    for path in files:
+        rows = read_jsonl(path)
+        assert any(r.get("source_policy") for r in rows), path  # each file has its own reused rows
+        for text in {r["text"] for r in rows}:
+            assert texts.setdefault(text, path) == path, f"{text!r} in {texts[text].name} and {path.name}"
