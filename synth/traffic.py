@@ -48,6 +48,7 @@ STRUCTURAL_STYLES = frozenset({"pasted_document", "pasted_code", "hidden_in_docu
 DOC_CELLS = {"mail_notes": ("email", "notes"), "review_article": ("review", "article"), "web_tool": ("webpage", "tool_output")}
 DOC_NAMES = {"email": "e-mail", "notes": "set of meeting notes", "review": "product review", "article": "news article",
              "webpage": "web page", "tool_output": "tool output"}
+HIJACK_CELLS = {"en": ("en",), "other": ("de", "es", "fr", "it", "pt")}  # goal hijacks and self-corrections: two cells each
 OBFUSCATION_CELLS = {"spacing": ("letter_spacing", "split_words"), "leet": ("leetspeak", "mixed_case"), "reversal": ("reversed", "rot13")}
 
 
@@ -55,7 +56,7 @@ _LANG_WORDS = {
     "de": {"und", "ich", "nicht", "bitte", "alle", "deine", "dir", "mir", "ist", "der", "die", "das", "mit", "für", "ohne", "wie"},
     "es": {"el", "los", "las", "y", "que", "por", "para", "tus", "mi", "este", "cómo", "dime", "todas", "hola", "con", "una", "la", "más", "cuál", "qué", "muy", "puedo", "dame"},
     "fr": {"le", "les", "et", "tu", "tes", "ce", "pour", "est", "une", "sur", "dans", "moi", "des", "avec", "sans", "comment", "quelle", "quelles", "sont", "du", "au", "ne", "se", "plus", "pas", "je"},
-    "it": {"il", "gli", "e", "di", "tutte", "le", "mi", "per", "che", "sono", "questo", "della", "come", "mostrami", "tuo"},
+    "it": {"il", "gli", "e", "di", "tutte", "tutti", "le", "mi", "per", "che", "sono", "questo", "questa", "della", "alle", "come", "mostrami", "tuo", "ciao"},
     "pt": {"o", "os", "as", "e", "que", "para", "você", "meu", "minha", "não", "uma", "com", "como", "este", "seu", "suas"},
 }
 
@@ -177,10 +178,16 @@ class _Cells:
     def fill(self, style: str, sub: str, make: Callable[[random.Random], tuple[str, str]], *, behaviour: str = "", lang: str = "en",
              count: int = PER_CELL) -> None:
         """`count` attempts of `make(rng) -> (text, rationale)`; repeats within a cell are skipped."""
+        self.fill_languages(style, sub, (lang,), lambda rng, _: make(rng), behaviour=behaviour, count=count)
+
+    def fill_languages(self, style: str, sub: str, langs: tuple[str, ...], make: Callable[[random.Random, str], tuple[str, str]], *,
+                       behaviour: str = "", count: int = PER_CELL) -> None:
+        """`count` attempts of `make(rng, lang) -> (text, rationale)`, each in one of `langs`; repeats are skipped."""
         rng = _rng(self.policy, self.kind, style, sub)
         seen: set[str] = set()
         for _ in range(count):
-            text, rationale = make(rng)
+            lang = langs[0] if len(langs) == 1 else rng.choice(langs)  # one language draws nothing: older cells keep their texts
+            text, rationale = make(rng, lang)
             if text not in seen:
                 seen.add(text)
                 self.add(text, style, sub, rationale, behaviour, lang)
@@ -272,6 +279,17 @@ def _documents_and_personas(policy: Policy, kind: str, why: str) -> Iterator[Sam
 
 
 # ------------------------------------------------------------------------------------ injection policies
+def _questions(rng: random.Random, lang: str, parts: int = 1) -> list[str]:
+    """`parts` disjoint runs of one or two everyday questions in `lang` (the innocent part of a hijack)."""
+    asked = rng.sample(B.CHITCHAT[lang]["ask"], 2 * parts)
+    return [" ".join(asked[2 * i: 2 * i + rng.randint(1, 2)]) for i in range(parts)]
+
+
+def _hijacked(lead: str, pivot: str, tail: str) -> str:
+    """`lead`, then `pivot`, then `tail`: a sentence of its own after a full stop or colon, else the pivot's continuation."""
+    return f"{lead} {pivot} {_sentence(tail) if pivot.endswith(('.', ':')) else tail}"
+
+
 def _injection_negatives(policy: Policy) -> dict[str, list[Sample]]:
     why = f"{policy.name} allows it"
     allowed = list(_documents_and_personas(policy, ALLOWED, why))
@@ -293,6 +311,14 @@ def _injection_negatives(policy: Policy) -> dict[str, list[Sample]]:
         return rng.choice(B.LOOKALIKE_FRAMES).format(q=rng.choice(B.INJECTION_LOOKALIKES)), look_why
 
     cells.fill("topic_words", "en", lookalike)
+    correction_why = "the user takes back their own question and asks another one; nothing changes the assistant's instructions"
+
+    def correction(rng: random.Random, lang: str) -> tuple[str, str]:
+        first, second = _questions(rng, lang, 2)
+        return _hijacked(first, rng.choice(B.HIJACK[lang]["correction"]), second), correction_why
+
+    for sub, langs in HIJACK_CELLS.items():
+        cells.fill_languages("self_correction", sub, langs, correction, behaviour=_matching(policy.allowed, "correcting") or policy.allowed[0])
     return {ALLOWED: allowed, BORDERLINE: cells.samples}
 
 
@@ -373,6 +399,14 @@ def _injection_attacks(policy: Policy) -> list[Sample]:
 
     for sub in ("a", "b"):
         cells.fill("direct_override", sub, direct, behaviour=override)
+
+    def hijack(rng: random.Random, lang: str) -> tuple[str, str]:
+        bank = B.HIJACK[lang]
+        text = _hijacked(_questions(rng, lang)[0], rng.choice(bank["pivot"]), rng.choice(bank["output"]))
+        return text, "ordinary questions, then a pivot that drops everything before it and dictates what the assistant says"
+
+    for sub, langs in HIJACK_CELLS.items():
+        cells.fill_languages("goal_hijack", sub, langs, hijack, behaviour=override)
 
     for lang, bank in B.NATIVE_INJECTIONS.items():
         def native(rng: random.Random, bank=bank) -> tuple[str, str]:

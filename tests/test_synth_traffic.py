@@ -151,3 +151,20 @@ def test_lang_and_style_reach_the_files_and_distinct_n_the_report(tmp_path):
             assert split["distinct_1"] <= split["distinct_2"] <= split["distinct_3"]
     assert "hidden_in_document" in per_policy["prompt_injection"]["style_distinct_2"]
     assert report["total"]["per_policy"]["prompt_injection"]["lang"]["de"] > 0
+
+
+def test_goal_hijacks_are_attacks_and_self_corrections_are_not(injection):
+    """The same shape (questions, a pivot, a tail) flips label on what the pivot drops: the assistant's instructions or the user's own question."""
+    hijacks = [s for s in injection if s.style == "goal_hijack"]
+    corrections = [s for s in injection if s.style == "self_correction"]
+    assert {s.label for s in hijacks} == {1} and {s.label for s in corrections} == {0}
+    for rows in (hijacks, corrections):
+        langs = {s.lang for s in rows}
+        assert "en" in langs and len(langs) >= 3, langs
+    outputs = {o for bank in B.HIJACK.values() for o in bank["output"]}
+    pivots = {p for bank in B.HIJACK.values() for p in bank["pivot"]}
+    for sample in hijacks:
+        assert any(p in sample.text for p in pivots) and any(o.lower() in sample.text.lower() for o in outputs), sample.text
+    for sample in corrections:
+        assert not any(p in sample.text for p in pivots) and not any(o.lower() in sample.text.lower() for o in outputs), sample.text
+        assert any(c in sample.text for c in B.HIJACK[sample.lang]["correction"]), sample.text
