@@ -400,6 +400,16 @@ def _injection_attacks(policy: Policy) -> list[Sample]:
     for sub in ("a", "b"):
         cells.fill("direct_override", sub, direct, behaviour=override)
 
+    reveal = _matching(d, "revealing", "system prompt") or d[0]
+
+    def extraction(rng: random.Random) -> tuple[str, str]:
+        request = rng.choice(B.EXTRACTION_REQUESTS)
+        text = rng.choice(B.EXTRACTION_FRAMES).format(r=request, R=request[:1].upper() + request[1:])
+        return text, "asks the assistant to disclose its hidden instructions or system prompt"
+
+    for sub in ("a", "b"):
+        cells.fill("prompt_extraction", sub, extraction, behaviour=reveal)
+
     def hijack(rng: random.Random, lang: str) -> tuple[str, str]:
         bank = B.HIJACK[lang]
         text = _hijacked(_questions(rng, lang)[0], rng.choice(bank["pivot"]), rng.choice(bank["output"]))

@@ -16,9 +16,9 @@ from synth.traffic import guess_lang, is_injection_policy, is_traffic, kind_shar
 from uniguard.core.io import read_jsonl
 
 ATTACK_STYLES = ("hidden_in_document", "fake_system_marker", "session_summary", "obfuscated", "persona_jailbreak",
-                 "direct_override", "non_english")
+                 "direct_override", "non_english", "goal_hijack", "prompt_extraction")
 BENIGN_STYLES = ("long_constraints", "chitchat", "support", "pasted_code", "pasted_document", "benign_persona",
-                 "own_system_prompt", "plain_harmful", "topic_words")
+                 "own_system_prompt", "plain_harmful", "topic_words", "self_correction")
 
 
 def _samples(name: str, n: int = 600, seed: int = 0) -> list[Sample]:
