@@ -312,13 +312,14 @@ def _injection_negatives(policy: Policy) -> dict[str, list[Sample]]:
 
     cells.fill("topic_words", "en", lookalike)
     correction_why = "the user takes back their own question and asks another one; nothing changes the assistant's instructions"
+    correcting = _matching(policy.allowed, "correcting") or policy.allowed[0]
 
     def correction(rng: random.Random, lang: str) -> tuple[str, str]:
         first, second = _questions(rng, lang, 2)
         return _hijacked(first, rng.choice(B.HIJACK[lang]["correction"]), second), correction_why
 
     for sub, langs in HIJACK_CELLS.items():
-        cells.fill_languages("self_correction", sub, langs, correction, behaviour=_matching(policy.allowed, "correcting") or policy.allowed[0])
+        cells.fill_languages("self_correction", sub, langs, correction, behaviour=correcting)
     return {ALLOWED: allowed, BORDERLINE: cells.samples}
 
 
