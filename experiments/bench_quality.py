@@ -9,7 +9,7 @@ MiniLM guard (and with --multitask one MultiTaskGuard over all the policies), an
 regression on the same data with the same threshold rule. Each is scored on the policy's real dev set
 (`uniguard devset`, which includes the real benign pool): F1, precision, recall, the false-positive
 rate on all negatives and on the benign pool alone, AUPRC, recall at 1% and 3% FPR, recall per
-language where rows name one, and the errors per source of the real rows. The dev sets measure only:
+language (guessed from function words where rows name none), and the errors per source of the real rows. The dev sets measure only:
 nothing here trains, calibrates or selects on them. JSON goes to OUT/bench_quality.json.
 """
 
@@ -65,12 +65,15 @@ def per_source(labels: np.ndarray, flagged: np.ndarray, sources: list[str]) -> d
 
 
 def _scored(scorer, policy, rows: list[dict], pool_texts: set[str]) -> dict:
+    """Dev metrics of one guard on one policy's dev set. The offline dev sets name no language, so a
+    row's language is guessed from its function words (`synth.traffic.guess_lang`: coarse, English by default)."""
     from synth.policy import load_policy
+    from synth.traffic import guess_lang
 
     p = load_policy(policy)
     scores = np.asarray(scorer.score([r["text"] for r in rows], p), dtype=np.float64)
     return dev_metrics(np.array([r["label"] for r in rows]), scores, scorer.threshold(p), np.array([r["text"] in pool_texts for r in rows]),
-                       [r.get("lang") or "unknown" for r in rows], [r.get("source") or "unknown" for r in rows])
+                       [r.get("lang") or guess_lang(r["text"]) for r in rows], [r.get("source") or "unknown" for r in rows])
 
 
 def run(policies: list[str], n: int, epochs: int, rule: str, multitask: bool, seed: int, work: Path, options: dict,
