@@ -25,7 +25,7 @@ import numpy as np
 from synth.cross_policy import DEFAULT_CROSS_SHARE
 
 
-def _synth(policies: list[str], n: int, seed: int, out: Path, cross_policy_share: float) -> Path:
+def synth_data(policies: list[str], n: int, seed: int, out: Path, cross_policy_share: float) -> Path:
     from synth.generate import BackendSpec, SynthSettings, run_synthesis
     from synth.policy import load_policies
 
@@ -64,7 +64,7 @@ def per_source(labels: np.ndarray, flagged: np.ndarray, sources: list[str]) -> d
     return dict(sorted(table.items(), key=lambda item: -item[1]["errors"]))
 
 
-def _scored(scorer, policy, rows: list[dict], pool_texts: set[str]) -> dict:
+def score_devset(scorer, policy, rows: list[dict], pool_texts: set[str]) -> dict:
     """Dev metrics of one guard on one policy's dev set. The offline dev sets name no language, so a
     row's language is guessed from its function words (`synth.traffic.guess_lang`: coarse, English by default)."""
     from synth.policy import load_policy
@@ -84,7 +84,7 @@ def run(policies: list[str], n: int, epochs: int, rule: str, multitask: bool, se
     from trainers.guard import Guard
     from trainers.training import make_config, train_guard
 
-    data = _synth(policies, n, seed, work / "data", cross_policy_share)
+    data = synth_data(policies, n, seed, work / "data", cross_policy_share)
     splits = load_splits([data])
     dev = {p: [r for r in load_devset(p, seed) if r["policy"] == p] for p in policies}
     guards: dict[str, dict[str, object]] = {"single": {}, "tfidf": {}}
@@ -104,7 +104,7 @@ def run(policies: list[str], n: int, epochs: int, rule: str, multitask: bool, se
         guards["multitask"] = {p: shared for p in policies}
         speed["multitask"] = result.examples_per_second
     pool_texts = {r["text"] for r in benign_pool(seed)}
-    report = {kind: {p: _scored(scorer, p, dev[p], pool_texts) for p, scorer in by_policy.items()} for kind, by_policy in guards.items()}
+    report = {kind: {p: score_devset(scorer, p, dev[p], pool_texts) for p, scorer in by_policy.items()} for kind, by_policy in guards.items()}
     report["train_examples_per_second"] = speed
     report["dev_rows"] = {p: {"n": len(rows), "positives": sum(r["label"] for r in rows)} for p, rows in dev.items()}
     return report

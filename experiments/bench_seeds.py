@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.bench_quality import _scored, _synth
+from experiments.bench_quality import score_devset, synth_data
 from synth.cross_policy import DEFAULT_CROSS_SHARE
 
 POLICIES = ["prompt_injection", "violence_weapons", "self_harm", "illegal_activity", "hate_harassment"]
@@ -54,7 +54,7 @@ def run(policies: list[str], n: int, seeds: list[int], data_seed: int, work: Pat
     from trainers.guard import Guard
     from trainers.training import make_config, train_guard
 
-    splits = load_splits([_synth(policies, n, data_seed, work / "data", DEFAULT_CROSS_SHARE)])
+    splits = load_splits([synth_data(policies, n, data_seed, work / "data", DEFAULT_CROSS_SHARE)])
     resolved = resolve_policies(policies, policies)
     dev = {p: [r for r in load_devset(p, data_seed) if r["policy"] == p] for p in policies}
     pool_texts = {r["text"] for r in benign_pool(data_seed)}
@@ -65,7 +65,7 @@ def run(policies: list[str], n: int, seeds: list[int], data_seed: int, work: Pat
                                 progress=False).out_dir)
         guards[f"seed {seed}"] = Guard.load(dirs[-1])
     guards["uniform soup"] = soup(dirs, splits["validation"], resolved, config)
-    report = {name: {p: _scored(g, p, dev[p], pool_texts) for p in policies} for name, g in guards.items()}
+    report = {name: {p: score_devset(g, p, dev[p], pool_texts) for p in policies} for name, g in guards.items()}
     per_seed = [summary(report[f"seed {s}"]) for s in seeds]
     report_summary = {name: summary(per_policy) for name, per_policy in report.items()}
     report_summary["seeds mean"] = {k: float(np.mean([s[k] for s in per_seed])) for k in SUMMARY}
