@@ -38,7 +38,8 @@ def soup(guard_dirs: list[Path], validation, policies: dict, config):
     pool = ModelPool.load(guard_dirs[0], guard_dirs)  # any common base gives the same average
     merged = Guard.load(guard_dirs[0])
     merged.model.load_state_dict(merge_state_dict(pool, Recipe(operator="linear", weights=[1.0] * len(guard_dirs))))
-    encoded = encode_examples(merged.tokenizer, validation, policies, config.model_copy(update={"truncate": True}), "validation data")
+    as_trained = config.model_copy(update={"truncate": True, "max_length": merged.max_length})  # None in the config: resolved at training
+    encoded = encode_examples(merged.tokenizer, validation, policies, as_trained, "validation data")
     scores = score_encoded(merged.model, merged.tokenizer, encoded, merged.compute)
     merged.thresholds = calibrate(encoded.labels, scores, encoded.policies, config.threshold_rule)
     return merged

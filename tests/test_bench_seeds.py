@@ -5,7 +5,6 @@ import torch
 
 from engine.pool import load_safetensors
 from experiments.bench_seeds import soup
-from experiments.smoke_pool import TINY_MAX_LENGTH
 from trainers.data import Example, resolve_policies
 from trainers.training import make_config
 
@@ -14,7 +13,7 @@ def test_the_soup_averages_the_guards_and_places_a_threshold_per_policy(tiny_poo
     _, candidates = tiny_pool_dirs
     validation = [Example(text=f"message number {i} about {'weapons' if i % 2 else 'gardening'}", label=i % 2, policy=policy)
                   for policy in ("violence_weapons", "self_harm") for i in range(12)]
-    config = make_config(kind="multitask", max_length=TINY_MAX_LENGTH, threshold_rule="fpr:0.1")
+    config = make_config(kind="multitask", threshold_rule="fpr:0.1")  # max_length None, as the benchmark trains
     merged = soup(candidates, validation, resolve_policies(["violence_weapons", "self_harm"]), config)
     weights = [load_safetensors(c) for c in candidates]
     for name, tensor in merged.model.state_dict().items():
