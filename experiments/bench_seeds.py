@@ -61,7 +61,7 @@ def run(policies: list[str], n: int, seeds: list[int], data_seed: int, work: Pat
     pool_texts = {r["text"] for r in benign_pool(data_seed)}
     guards, dirs = {}, []
     for seed in seeds:
-        config = make_config(kind="multitask", epochs=1, threshold_rule="fpr:0.03", seed=seed, **options)
+        config = make_config(**{"kind": "multitask", "epochs": 1, "threshold_rule": "fpr:0.03", **options, "seed": seed})  # --set may override
         dirs.append(train_guard(config, splits["train"], splits["validation"], resolved, work / f"multitask_seed{seed}",
                                 progress=False).out_dir)
         guards[f"seed {seed}"] = Guard.load(dirs[-1])
