@@ -12,13 +12,14 @@ from synth.generate import BackendSpec, SynthSettings, run_synthesis
 from synth.policy import load_policy
 from synth.samples import KINDS, UNSAFE, Sample
 from synth.templates import template_samples
-from synth.traffic import guess_lang, is_injection_policy, is_traffic, kind_shares_for, traffic_candidates, traffic_share
+from synth.traffic import (guess_lang, is_injection_policy, is_traffic, kind_shares_for, paraphrased_overrides, traffic_candidates,
+                           traffic_share)
 from uniguard.core.io import read_jsonl
 
 ATTACK_STYLES = ("hidden_in_document", "fake_system_marker", "session_summary", "obfuscated", "persona_jailbreak",
-                 "direct_override", "non_english", "goal_hijack", "prompt_extraction")
+                 "direct_override", "non_english", "goal_hijack", "fake_completion", "prompt_extraction")
 BENIGN_STYLES = ("long_constraints", "chitchat", "support", "pasted_code", "pasted_document", "benign_persona",
-                 "own_system_prompt", "plain_harmful", "topic_words", "self_correction")
+                 "own_system_prompt", "plain_harmful", "topic_words", "self_correction", "follow_up")
 
 
 def _samples(name: str, n: int = 600, seed: int = 0) -> list[Sample]:
@@ -168,3 +169,30 @@ def test_goal_hijacks_are_attacks_and_self_corrections_are_not(injection):
     for sample in corrections:
         assert not any(p in sample.text for p in pivots) and not any(o.lower() in sample.text.lower() for o in outputs), sample.text
         assert any(c in sample.text for c in B.HIJACK[sample.lang]["correction"]), sample.text
+
+
+def test_fake_completions_override_and_follow_ups_do_not(injection):
+    """"That's done" then an override is an attack; "that's done" then one more question is not."""
+    attacks = [s for s in injection if s.style == "fake_completion"]
+    follow_ups = [s for s in injection if s.style == "follow_up"]
+    assert {s.label for s in attacks} == {1} and {s.label for s in follow_ups} == {0}
+    for rows in (attacks, follow_ups):
+        assert "en" in {s.lang for s in rows} and len({s.lang for s in rows}) >= 3
+        for sample in rows:
+            assert any(d in sample.text for d in B.FAKE_COMPLETION[sample.lang]["done"]), sample.text
+    for sample in attacks:
+        assert any(o.lower() in sample.text.lower() for o in paraphrased_overrides(sample.lang)), sample.text
+    for sample in follow_ups:
+        assert not any(o.lower() in sample.text.lower() for lang in B.OVERRIDE_VERBS for o in paraphrased_overrides(lang)), sample.text
+
+
+def test_overrides_are_paraphrased_in_every_language():
+    for lang in B.OVERRIDE_VERBS:
+        phrases = paraphrased_overrides(lang)
+        assert len(set(phrases)) == len(B.OVERRIDE_VERBS[lang]) * len(B.OVERRIDE_OBJECTS[lang]) >= 64, lang
+        assert all(p[:1].isupper() and "{" not in p for p in phrases), lang
+    # whole attacks in a language carry its paraphrases, not only the fixed phrases
+    attacks = traffic_candidates(load_policy("prompt_injection"), UNSAFE)
+    for lang in ("de", "es", "fr", "it"):
+        texts = [s.text for s in attacks if s.style == "non_english" and s.lang == lang]
+        assert any(p in t for t in texts for p in paraphrased_overrides(lang)), lang
