@@ -27,9 +27,14 @@ def default_base_model_dir() -> Path:
 
 
 def resolve_model(name_or_path: str | os.PathLike | None) -> str:
-    """Map None or the default hub id to the offline copy; pass other paths and hub ids through."""
+    """Map None or the default hub id to the offline copy, and `multilingual-e5-small-q4` to the offline
+    multilingual encoder (uniguard.core.multilingual); pass other paths and hub ids through."""
     if name_or_path is None or str(name_or_path) in (DEFAULT_BASE_MODEL, "all-MiniLM-L6-v2", "minilm"):
         return str(default_base_model_dir())
+    from uniguard.core.multilingual import MULTILINGUAL_BASE_MODEL, multilingual_base_model_dir  # it imports this module
+
+    if str(name_or_path) == MULTILINGUAL_BASE_MODEL:
+        return str(multilingual_base_model_dir())
     return str(name_or_path)
 
 
