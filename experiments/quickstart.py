@@ -13,11 +13,12 @@ Stages, each cached in OUT so a rerun or an interrupted run picks up where it st
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -91,13 +92,13 @@ class Stages:
         return result
 
 
-def run_quickstart(out: Path, fast: bool = False, say: Callable[[str], None] = print) -> Path:
+def run_quickstart(out: Path, fast: bool = False, say: Callable[[str], None] = print, base_model: str | None = None) -> Path:
     from synth.policy import builtin_policy_names
 
-    plan = PLANS["fast" if fast else "default"]
+    plan = replace(PLANS["fast" if fast else "default"], base_model=base_model)
     policies = list(plan.policies or builtin_policy_names())
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "plan.json", {**asdict(plan), "policies": policies, "fast": fast})
+    _check_same_plan(out, {**asdict(plan), "policies": policies, "fast": fast})
     stages = Stages(out, say)
     data = out / "data"
     fitness = out / "data_fitness"
@@ -114,6 +115,20 @@ def run_quickstart(out: Path, fast: bool = False, say: Callable[[str], None] = p
     report = _write_report(out, plan, policies, results, fast)
     say(f"\nreport: {report} and {report.with_suffix('.html')}")
     return report
+
+
+def _check_same_plan(out: Path, plan: dict) -> None:
+    """Cached stages belong to the plan that made them: another plan in the same OUT would mix guards
+    (e.g. MiniLM guards searched with a multilingual base), so it is refused before anything runs."""
+    stored = out / "plan.json"
+    plan = json.loads(json.dumps(plan))  # tuples read back as lists
+    if stored.is_file():
+        before = read_json(stored, f"delete {stored} to start over")
+        changed = sorted(k for k in plan.keys() | before.keys() if k in before and before.get(k) != plan.get(k))
+        if changed:
+            raise UserError(f"--out {out}: holds a quickstart run with another plan ({', '.join(f'{k}: {before[k]!r} there' for k in changed)}); "
+                            "rerun with the same options to resume it, or pass another --out")
+    write_json(stored, plan)
 
 
 def synthesize(policies: list[str], plan: Plan, data: Path, backend=None, fitness_dir: Path | None = None) -> dict:

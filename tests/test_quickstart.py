@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from engine.journal import JournalEntry
-from experiments.quickstart import compact_member
+from experiments.quickstart import _check_same_plan, compact_member
+from uniguard.core.errors import UserError
 
 
 @pytest.mark.integration
@@ -39,6 +40,18 @@ def test_quickstart_fast_runs_the_whole_pipeline_and_caches_every_stage(tmp_path
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0
     assert again.stderr.count("[cached]") >= 7 and "[start ] train" not in again.stderr
+    # another plan in the same OUT would mix its guards with these: refused before any stage runs
+    other = subprocess.run([sys.executable, "-m", "uniguard", "quickstart", "--out", str(out), "--base", "multilingual-e5-small-q4"],
+                           capture_output=True, text=True, timeout=300)
+    assert other.returncode != 0 and "another plan" in other.stderr and "base_model" in other.stderr and "fast" in other.stderr
+    assert "[start ]" not in other.stderr
+
+
+def test_a_quickstart_out_keeps_the_plan_that_made_it(tmp_path):
+    _check_same_plan(tmp_path, {"n": 80, "policies": ("a", "b"), "base_model": None})
+    _check_same_plan(tmp_path, {"n": 80, "policies": ("a", "b"), "base_model": None})  # the same plan resumes
+    with pytest.raises(UserError, match=r"another plan \(base_model: None there\)"):
+        _check_same_plan(tmp_path, {"n": 80, "policies": ["a", "b"], "base_model": "multilingual-e5-small-q4"})
 
 
 def test_the_compact_uniguard_is_the_smallest_front_member_within_the_f1_budget():

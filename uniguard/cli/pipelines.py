@@ -1,6 +1,7 @@
 """`uniguard quickstart`: the whole pipeline on the built-in policies with the offline models."""
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -10,11 +11,13 @@ def register(app: typer.Typer) -> None:
     def quickstart(
         out: Path = typer.Option(Path("uniguard-out"), help="Directory for data, guards, search run and report."),
         fast: bool = typer.Option(False, help="A few-minute smoke version (3 policies, small data, short search)."),
+        base: Optional[str] = typer.Option(None, "--base", help="Base encoder of every guard: HF directory or hub id (default: offline "
+                                           "MiniLM; multilingual-e5-small-q4 for the offline multilingual encoder, ~2x slower)."),
     ) -> None:
         """Run the whole pipeline: synth -> train -> search -> export -> evaluate -> report.md / report.html."""
         from experiments.quickstart import run_quickstart
 
-        run_quickstart(out, fast=fast, say=lambda line: typer.echo(line, err=True))
+        run_quickstart(out, fast=fast, say=lambda line: typer.echo(line, err=True), base_model=base)
 
     @app.command()
     def study(
