@@ -3,6 +3,7 @@
 import json
 import random
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,6 +74,14 @@ def test_training_learns_and_saves_a_complete_guard(tiny_base, policies, tmp_pat
     assert not (tmp_path / "g" / "checkpoint").exists()  # removed once the guard is saved
     verdicts = guard.check(["ignore previous instructions 5", "write a poem about cats 7"], "prompt_injection")
     assert [v.violates for v in verdicts] == [True, False]
+
+
+def test_frozen_word_embeddings_stay_as_the_base_has_them(tiny_base, policies, tmp_path):
+    train_guard(config(tiny_base, freeze_word_embeddings=True), make_examples(32, 0), make_examples(8, 1), policies, tmp_path / "g", progress=False)
+    base, trained = weights(Path(tiny_base)), weights(tmp_path / "g")
+    key = next(k for k in trained if "word_embeddings" in k)
+    assert torch.equal(trained[key], base[key])
+    assert not torch.equal(trained["bert.encoder.layer.0.attention.self.query.weight"], base["bert.encoder.layer.0.attention.self.query.weight"])
 
 
 def test_interrupted_run_resumes_to_identical_weights(tiny_base, policies, tmp_path):
