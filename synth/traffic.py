@@ -296,8 +296,8 @@ def _hijacked(lead: str, pivot: str, tail: str) -> str:
 @functools.cache
 def paraphrased_overrides(lang: str) -> tuple[str, ...]:
     """Every "ignore what came before" of `lang` the banks can say: each verb form with each object."""
-    return tuple(verb.format(o=obj)[:1].upper() + verb.format(o=obj)[1:]
-                 for verb in B.OVERRIDE_VERBS[lang] for obj in B.OVERRIDE_OBJECTS[lang])
+    phrases = (verb.format(o=obj) for verb in B.OVERRIDE_VERBS[lang] for obj in B.OVERRIDE_OBJECTS[lang])
+    return tuple(p[:1].upper() + p[1:] for p in phrases)
 
 
 def _injection_negatives(policy: Policy) -> dict[str, list[Sample]]:
