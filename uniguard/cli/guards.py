@@ -206,6 +206,9 @@ def _train_options(
     typer.echo(f"saved guard to {result.out_dir} ({result.examples_per_second:.1f} training examples/s)")
 
 
+_BASE_HELP = "Base encoder: HF directory or hub id (default: offline MiniLM; multilingual-e5-small-q4 for the offline multilingual encoder)."
+_LR_HELP = "Peak AdamW learning rate (linear warm-up and decay); default 5e-5, or the base's recipe (2e-4 for multilingual-e5-small-q4)."
+_FREEZE_HELP = "Keep the token embeddings as the base has them (default: the base's recipe; frozen for multilingual-e5-small-q4 only)."
 _DATA_HELP = "Data directory with train.jsonl and validation.jsonl (test.jsonl optional), e.g. from `uniguard synth`."
 
 
@@ -214,11 +217,11 @@ def train_single(
     data: Path = typer.Option(..., "--data", help=_DATA_HELP),
     policy: str = typer.Option(..., "--policy", help="The policy to train on: a built-in name or a policy YAML."),
     out: Path = typer.Option(..., "--out", help="Where to write the guard (HF directory + uniguard.json + README.md)."),
-    base: Optional[str] = typer.Option(None, "--base", help="Base encoder: HF directory or hub id (default: offline MiniLM; multilingual-e5-small-q4 for the offline multilingual encoder)."),
+    base: Optional[str] = typer.Option(None, "--base", help=_BASE_HELP),
     epochs: int = typer.Option(3, help="Passes over the training data."),
     batch_size: int = typer.Option(16, help="Examples per optimizer step."),
-    learning_rate: Optional[float] = typer.Option(None, "--lr", help="Peak AdamW learning rate (linear warm-up and decay); default 5e-5, 2e-4 for multilingual-e5-small-q4."),
-    freeze_word_embeddings: Optional[bool] = typer.Option(None, "--freeze-word-embeddings/--train-word-embeddings", help="Keep the token embeddings as the base has them (default: frozen for multilingual-e5-small-q4 only)."),
+    learning_rate: Optional[float] = typer.Option(None, "--lr", help=_LR_HELP),
+    freeze_word_embeddings: Optional[bool] = typer.Option(None, "--freeze-word-embeddings/--train-word-embeddings", help=_FREEZE_HELP),
     head_lr_multiplier: float = typer.Option(10.0, help="Learning-rate factor for the pooler and classification head."),
     max_length: Optional[int] = typer.Option(None, help="Token limit for instruction + text (default 256, capped at the base model's position limit)."),
     mlm_weight: float = typer.Option(0.0, help="Weight of the masked-LM term (0 = off)."),
@@ -246,11 +249,11 @@ def train_multitask(
     data: List[Path] = typer.Option(..., "--data", help=_DATA_HELP + " Repeat to combine several."),
     out: Path = typer.Option(..., "--out", help="Where to write the guard."),
     policy: List[str] = typer.Option([], "--policy", help="Train only these policies (names or YAML); default: all in the data."),
-    base: Optional[str] = typer.Option(None, "--base", help="Base encoder: HF directory or hub id (default: offline MiniLM; multilingual-e5-small-q4 for the offline multilingual encoder)."),
+    base: Optional[str] = typer.Option(None, "--base", help=_BASE_HELP),
     epochs: int = typer.Option(3, help="Passes over the training data."),
     batch_size: int = typer.Option(16, help="Examples per optimizer step."),
-    learning_rate: Optional[float] = typer.Option(None, "--lr", help="Peak AdamW learning rate (linear warm-up and decay); default 5e-5, 2e-4 for multilingual-e5-small-q4."),
-    freeze_word_embeddings: Optional[bool] = typer.Option(None, "--freeze-word-embeddings/--train-word-embeddings", help="Keep the token embeddings as the base has them (default: frozen for multilingual-e5-small-q4 only)."),
+    learning_rate: Optional[float] = typer.Option(None, "--lr", help=_LR_HELP),
+    freeze_word_embeddings: Optional[bool] = typer.Option(None, "--freeze-word-embeddings/--train-word-embeddings", help=_FREEZE_HELP),
     head_lr_multiplier: float = typer.Option(10.0, help="Learning-rate factor for the pooler and classification head."),
     max_length: Optional[int] = typer.Option(None, help="Token limit for instruction + text (default 256, capped at the base model's position limit)."),
     mlm_weight: float = typer.Option(0.0, help="Weight of the masked-LM term on the instruction-augmented input (0 = off)."),

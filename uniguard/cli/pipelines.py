@@ -12,7 +12,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("uniguard-out"), help="Directory for data, guards, search run and report."),
         fast: bool = typer.Option(False, help="A few-minute smoke version (3 policies, small data, short search)."),
         base: Optional[str] = typer.Option(None, "--base", help="Base encoder of every guard: HF directory or hub id (default: offline "
-                                           "MiniLM; multilingual-e5-small-q4 for the offline multilingual encoder, ~2x slower)."),
+                                           "MiniLM; multilingual-e5-small-q4 for the offline multilingual encoder)."),
     ) -> None:
         """Run the whole pipeline: synth -> train -> search -> export -> evaluate -> report.md / report.html."""
         from experiments.quickstart import run_quickstart

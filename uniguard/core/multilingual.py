@@ -78,6 +78,10 @@ class Bundle:
     positions: int
     types: int
     eps: float
+    bos: int
+    eos: int
+    pad: int
+    unk: int
     vocab: list[tuple[str, float]]  # pieces in model id order, with their Unigram scores
     norm: dict[int, str]  # codepoint -> its normalised replacement
     tensors: dict[str, np.ndarray]  # float32, flat, by the file's names
@@ -91,7 +95,7 @@ def read_bundle(path: Path) -> Bundle:
     r.pos = 8  # magic, version
     sizes = r.take("7i")
     eps, _block = r.take("fi")
-    n_pieces, *_specials = r.take("5i")
+    n_pieces, *specials = r.take("5i")  # bos, eos, pad, unk ids
     blob_len = r.take("Q")
     offsets = r.array("<u4", n_pieces + 1)
     scores = r.array("<f4", n_pieces)
@@ -109,7 +113,7 @@ def read_bundle(path: Path) -> Bundle:
         dtype, count, offset, _nbytes = r.take("BIQQ")
         tensors[name] = (np.frombuffer(data, "<f4", count, offset) if dtype == 0
                          else _dequantize(np.frombuffer(data, _Q4_BLOCK, count // 32, offset)))
-    return Bundle(*sizes, eps, vocab, norm, tensors)
+    return Bundle(*sizes, eps, *specials, vocab, norm, tensors)
 
 
 def _dequantize(blocks: np.ndarray) -> np.ndarray:
@@ -127,7 +131,7 @@ def convert(source: Path, out: Path) -> None:
     h = bundle.hidden
     config = BertConfig(vocab_size=bundle.vocab_size, hidden_size=h, num_hidden_layers=bundle.layers, num_attention_heads=bundle.heads,
                         intermediate_size=bundle.ffn, max_position_embeddings=bundle.positions, type_vocab_size=bundle.types,
-                        layer_norm_eps=bundle.eps, pad_token_id=1, hidden_act="gelu", architectures=["BertModel"])
+                        layer_norm_eps=bundle.eps, pad_token_id=bundle.pad, hidden_act="gelu", architectures=["BertModel"])
     state = {}
     for name, array in bundle.tensors.items():
         if name in _EMBEDDINGS:
@@ -143,7 +147,7 @@ def convert(source: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     config.save_pretrained(out)
     save_file({k: v.contiguous() for k, v in state.items()}, str(out / "model.safetensors"), metadata={"format": "pt"})
-    _tokenizer(bundle.vocab, bundle.norm, bundle.positions).save_pretrained(out)
+    _tokenizer(bundle).save_pretrained(out)
     (out / "uniguard_conversion.json").write_text(json.dumps({"format": FORMAT, "source": str(source),
                                                               "model": "intfloat/multilingual-e5-small (Q4_0, dequantised)"}))
 
@@ -156,24 +160,24 @@ def _shaped(key: str, tensor, config):
     return tensor.reshape(-1, fan_in)
 
 
-def _tokenizer(vocab: list[tuple[str, float]], norm: dict[int, str], max_length: int):
+def _tokenizer(bundle: Bundle):
     """XLM-R's tokenizer rebuilt from the file: Unigram over the pieces, its normalisation, <s> A </s></s> B </s>."""
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import XLMRobertaTokenizerFast
 
     # The map is NFKC except for these: control characters dropped, unusual spaces made plain.
-    dropped = "".join(chr(c) for c, o in norm.items() if o == "")
-    spaced = "".join(chr(c) for c, o in norm.items() if o == " ")
-    tok = Tokenizer(models.Unigram(vocab, unk_id=3, byte_fallback=False))
+    dropped = "".join(chr(c) for c, o in bundle.norm.items() if o == "")
+    spaced = "".join(chr(c) for c, o in bundle.norm.items() if o == " ")
+    tok = Tokenizer(models.Unigram(bundle.vocab, unk_id=bundle.unk, byte_fallback=False))
     tok.normalizer = normalizers.Sequence([
         normalizers.Replace(Regex(f"[{_escape(dropped)}]"), ""), normalizers.Replace(Regex(f"[{_escape(spaced)}]"), " "),
         normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")])
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
-                                                       special_tokens=[("<s>", 0), ("</s>", 2)])
+                                                       special_tokens=[("<s>", bundle.bos), ("</s>", bundle.eos)])
     return XLMRobertaTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>",
-                                   unk_token="<unk>", pad_token="<pad>", mask_token="<mask>", model_max_length=max_length)
+                                   unk_token="<unk>", pad_token="<pad>", mask_token="<mask>", model_max_length=bundle.positions)
 
 
 def _escape(chars: str) -> str:
