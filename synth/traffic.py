@@ -59,8 +59,8 @@ _LANG_WORDS = {
     "de": {"und", "ich", "nicht", "bitte", "alle", "deine", "dir", "mir", "ist", "der", "die", "das", "mit", "für", "ohne", "wie", "was", "nur", "noch", "oben", "du"},
     "es": {"el", "los", "las", "y", "que", "por", "para", "tus", "mi", "este", "cómo", "dime", "todas", "hola", "con", "una", "la", "más", "cuál", "qué", "muy", "puedo", "dame"},
     "fr": {"le", "les", "et", "tu", "tes", "ce", "pour", "est", "une", "sur", "dans", "moi", "des", "avec", "sans", "comment", "quelle", "quelles", "sont", "du", "au", "ne", "se", "plus", "pas", "je"},
-    "it": {"il", "gli", "e", "di", "tutte", "tutti", "le", "mi", "per", "che", "sono", "questo", "questa", "della", "alle", "come", "mostrami", "tuo", "ciao", "sei", "senza", "adesso", "rispondi"},
-    "pt": {"o", "os", "as", "e", "que", "para", "você", "meu", "minha", "não", "uma", "com", "como", "este", "seu", "suas", "apenas", "responda", "escreva", "mostre", "esqueça"},
+    "it": {"il", "gli", "e", "di", "tutte", "tutti", "le", "mi", "per", "che", "sono", "questo", "questa", "della", "alle", "come", "mostrami", "tuo", "ciao", "sei", "senza", "adesso", "rispondi", "ti", "i", "fai", "sii", "hai", "essere", "immagina"},
+    "pt": {"o", "os", "as", "e", "que", "para", "você", "meu", "minha", "não", "uma", "com", "como", "este", "seu", "suas", "apenas", "responda", "escreva", "mostre", "esqueça", "um", "seja", "agora", "sua", "do", "faça"},
 }
 
 _LANG_CHARS = {"de": "äöüß", "es": "ñ¿¡", "fr": "èêçàù«", "it": "ìò", "pt": "ãõ"}
@@ -268,6 +268,13 @@ def _documents_and_personas(policy: Policy, kind: str, why: str) -> Iterator[Sam
 
     for sub in ("a", "b"):
         cells.fill("benign_persona", sub, persona, behaviour=persona_behaviour)
+
+    def native_persona(rng: random.Random, lang: str) -> tuple[str, str]:
+        request = rng.choice(B.NATIVE_TASKS[lang] + tuple(B.CHITCHAT[lang]["ask"]))
+        return (f"{rng.choice(B.NATIVE_PERSONAS[lang]['benign'])} {request}",
+                f"{why}: a harmless role-play in {lang} that does not try to remove any rule")
+
+    cells.fill_languages("benign_persona", "native", B.LANGS, native_persona, behaviour=persona_behaviour)
     prompt_behaviour = _matching(policy.allowed, "system prompt") if kind != OUT_OF_DOMAIN else ""
 
     def own_prompt(rng: random.Random) -> tuple[str, str]:
@@ -286,6 +293,19 @@ def _questions(rng: random.Random, lang: str, parts: int = 1) -> list[str]:
     """`parts` disjoint runs of one or two everyday questions in `lang` (the innocent part of a hijack)."""
     asked = rng.sample(B.CHITCHAT[lang]["ask"], 2 * parts)
     return [" ".join(asked[2 * i: 2 * i + rng.randint(1, 2)]) for i in range(parts)]
+
+
+ALL_LANGS = ("en", *B.LANGS)
+
+
+def _fragments(rng: random.Random, lang: str, k: int) -> list[str]:
+    """`k` distinct pieces of ordinary input in `lang`: search-box fragments and everyday questions."""
+    return [_sentence(f) for f in _pick(rng, B.QUERY_FRAGMENTS[lang] + tuple(B.CHITCHAT[lang]["ask"]), k)]
+
+
+def _lead_lang(rng: random.Random, lang: str, mixed: bool) -> str:
+    """`lang`, or another language when the run of input is mixed (an English search, then a German override)."""
+    return rng.choice([other for other in ALL_LANGS if other != lang]) if mixed else lang
 
 
 def _hijacked(lead: str, pivot: str, tail: str) -> str:
@@ -338,6 +358,12 @@ def _injection_negatives(policy: Policy) -> dict[str, list[Sample]]:
     for sub, langs in HIJACK_CELLS.items():
         cells.fill_languages("self_correction", sub, langs, correction, behaviour=correcting)
         cells.fill_languages("follow_up", sub, langs, follow_up, behaviour=policy.allowed[0])
+    multi_why = "several unrelated pieces of ordinary input in a row (the shape of a buried override, without one)"
+    for sub in ("same", "mixed"):
+        def multi_part(rng: random.Random, lang: str, mixed=sub == "mixed") -> tuple[str, str]:
+            parts = _fragments(rng, _lead_lang(rng, lang, mixed), rng.randint(1, 2)) + _fragments(rng, lang, rng.randint(1, 2))
+            return " ".join(parts), multi_why
+        cells.fill_languages("multi_part", sub, ALL_LANGS, multi_part, behaviour=policy.allowed[0])
     return {ALLOWED: allowed, BORDERLINE: cells.samples}
 
 
@@ -444,6 +470,21 @@ def _injection_attacks(policy: Policy) -> list[Sample]:
     for sub, langs in HIJACK_CELLS.items():
         cells.fill_languages("goal_hijack", sub, langs, hijack, behaviour=override)
         cells.fill_languages("fake_completion", sub, langs, fake_completion, behaviour=override)
+
+    for sub in ("same", "mixed"):
+        def buried(rng: random.Random, lang: str, mixed=sub == "mixed") -> tuple[str, str]:
+            acts = B.HIJACK[lang]["output"] + (B.INJECTED_ACTS if lang == "en" else B.NATIVE_INJECTIONS[lang]["act"])
+            override = f"{rng.choice(paraphrased_overrides(lang))} {B.FAKE_COMPLETION[lang]['and']} {rng.choice(acts)}."
+            lead = _fragments(rng, _lead_lang(rng, lang, mixed), rng.randint(1, 3))
+            after = _fragments(rng, lang, 1) if rng.random() < 0.3 else []  # sometimes in the middle, not last
+            return " ".join([*lead, override, *after]), "unrelated ordinary input, then an override of the assistant's instructions"
+        cells.fill_languages("buried_override", sub, ALL_LANGS, buried, behaviour=override)
+
+    def native_persona(rng: random.Random, lang: str) -> tuple[str, str]:
+        request = rng.choice(B.NATIVE_INJECTIONS[lang]["act"] + B.NATIVE_TASKS[lang] + tuple(B.CHITCHAT[lang]["ask"]))
+        return f"{rng.choice(B.NATIVE_PERSONAS[lang]['jailbreak'])} {_sentence(request)}", f"a jailbreak persona written in {lang}"
+
+    cells.fill_languages("persona_jailbreak", "native", B.LANGS, native_persona, behaviour=persona_b)
 
     for lang, bank in B.NATIVE_INJECTIONS.items():
         def native(rng: random.Random, bank=bank, lang=lang) -> tuple[str, str]:

@@ -17,9 +17,9 @@ from synth.traffic import (guess_lang, is_injection_policy, is_traffic, kind_sha
 from uniguard.core.io import read_jsonl
 
 ATTACK_STYLES = ("hidden_in_document", "fake_system_marker", "session_summary", "obfuscated", "persona_jailbreak",
-                 "direct_override", "non_english", "goal_hijack", "fake_completion", "prompt_extraction")
+                 "direct_override", "non_english", "goal_hijack", "fake_completion", "prompt_extraction", "buried_override")
 BENIGN_STYLES = ("long_constraints", "chitchat", "support", "pasted_code", "pasted_document", "benign_persona",
-                 "own_system_prompt", "plain_harmful", "topic_words", "self_correction", "follow_up")
+                 "own_system_prompt", "plain_harmful", "topic_words", "self_correction", "follow_up", "multi_part")
 
 
 def _samples(name: str, n: int = 600, seed: int = 0) -> list[Sample]:
@@ -184,6 +184,38 @@ def test_fake_completions_override_and_follow_ups_do_not(injection):
         assert any(o.lower() in sample.text.lower() for o in paraphrased_overrides(sample.lang)), sample.text
     for sample in follow_ups:
         assert not any(o.lower() in sample.text.lower() for lang in B.OVERRIDE_VERBS for o in paraphrased_overrides(lang)), sample.text
+
+
+def test_buried_overrides_follow_ordinary_input_and_multi_part_messages_carry_none():
+    """The same runs of search fragments and questions: with an override inside an attack, without one benign."""
+    policy = load_policy("prompt_injection")
+    buried = [s for s in traffic_candidates(policy, UNSAFE) if s.style == "buried_override"]
+    multi = [s for s in traffic_candidates(policy, "borderline") if s.style == "multi_part"]
+    fragments = {f.rstrip(".?") for bank in B.QUERY_FRAGMENTS.values() for f in bank}
+    every_override = [o.lower() for lang in B.OVERRIDE_VERBS for o in paraphrased_overrides(lang)]
+    for rows in (buried, multi):
+        assert {s.lang for s in rows} == {"en", *B.LANGS}
+        assert {s.group for s in rows} == {f"t:{rows[0].style}:same", f"t:{rows[0].style}:mixed"}
+    for sample in buried:
+        override = next(o for o in paraphrased_overrides(sample.lang) if o in sample.text)
+        assert sample.label == 1 and sample.text.index(override) > 0, sample.text  # never first: ordinary input comes before it
+    for sample in multi:
+        assert sample.label == 0 and not any(o in sample.text.lower() for o in every_override), sample.text
+    # a mixed run's input is partly in another language than its tag
+    mixed = [s for s in buried if s.group.endswith(":mixed")]
+    assert any(not any(f in s.text for f in B.QUERY_FRAGMENTS[s.lang] + tuple(B.CHITCHAT[s.lang]["ask"]))
+               and any(f in s.text for f in fragments) for s in mixed)
+
+
+def test_personas_in_other_languages_jailbreak_or_role_play():
+    policy = load_policy("prompt_injection")
+    jailbreaks = [s for s in traffic_candidates(policy, UNSAFE) if s.group == "t:persona_jailbreak:native"]
+    role_plays = [s for s in traffic_candidates(policy, "allowed") if s.group == "t:benign_persona:native"]
+    for rows, key, label in ((jailbreaks, "jailbreak", 1), (role_plays, "benign", 0)):
+        assert {s.lang for s in rows} == set(B.LANGS) and {s.label for s in rows} == {label}
+        for sample in rows:
+            assert any(sample.text.startswith(p) for p in B.NATIVE_PERSONAS[sample.lang][key]), sample.text
+            assert guess_lang(sample.text) == sample.lang, sample.text
 
 
 def test_overrides_are_paraphrased_in_every_language():
