@@ -174,10 +174,10 @@ def train_policies(plan: Plan, data: Path, out_dir: Path, policies: list[str]) -
 
     kind = "single" if len(policies) == 1 else "multitask"
     split = {name: only_policies(load_split(data, name), policies) for name in ("train", "validation", "test")}
-    config = make_config(kind=kind, base_model=plan.base_model, epochs=plan.epochs, max_length=plan.max_length,
-                         seed=plan.seed, truncate=True, threshold_rule=plan.threshold_rule)
-    train_guard(config, split["train"], split["validation"], resolve_policies(policies, policies), out_dir,
-                test=split["test"], overwrite=False)
+    resolved = resolve_policies(policies, policies)
+    config = make_config(list(resolved.values()), kind=kind, base_model=plan.base_model, epochs=plan.epochs,
+                         max_length=plan.max_length, seed=plan.seed, truncate=True, threshold_rule=plan.threshold_rule)
+    train_guard(config, split["train"], split["validation"], resolved, out_dir, test=split["test"], overwrite=False)
     return str(out_dir)
 
 

@@ -85,6 +85,16 @@ def test_a_base_brings_its_training_recipe_where_options_are_left_unset():
     assert minilm.learning_rate == 5e-5 and not minilm.freeze_word_embeddings and minilm.max_length is None
 
 
+def test_injection_policies_alone_train_at_their_recipe_and_topic_policies_do_not():
+    injection, topic = load_policy("prompt_injection"), load_policy("violence_weapons")
+    assert make_config([injection], kind="single", learning_rate=None).learning_rate == 2e-4
+    assert make_config([injection, topic], kind="multitask", learning_rate=None).learning_rate == 5e-5
+    assert make_config([topic], learning_rate=None).learning_rate == 5e-5
+    assert make_config([injection], learning_rate=3e-5).learning_rate == 3e-5  # given beats the recipe
+    e5 = make_config([injection], base_model="multilingual-e5-small-q4", learning_rate=None)
+    assert e5.learning_rate == 2e-4 and e5.freeze_word_embeddings  # the base's recipe, whatever the policies
+
+
 def test_frozen_word_embeddings_stay_as_the_base_has_them(tiny_base, policies, tmp_path):
     train_guard(config(tiny_base, freeze_word_embeddings=True), make_examples(32, 0), make_examples(8, 1), policies, tmp_path / "g", progress=False)
     base, trained = weights(Path(tiny_base)), weights(tmp_path / "g")
@@ -241,6 +251,7 @@ def test_cli_threshold_rule_and_benign_errors(tiny_base, tmp_path):
     result = runner.invoke(app, args + ["--benign", str(benign), "--threshold-rule", "f1"])
     assert isinstance(result.exception, UserError) and "fpr:TARGET" in str(result.exception)
     assert runner.invoke(app, args + ["--benign", str(benign)]).exit_code == 0  # the default rule is an fpr rule
+    assert json.loads((tmp_path / "g" / "uniguard.json").read_text())["training"]["learning_rate"] == 2e-4  # the policy's recipe
     write_jsonl(benign, [{"text": "hi", "label": 1}])
     result = runner.invoke(app, args + ["--benign", str(benign), "--threshold-rule", "fpr:0.05"])
     assert isinstance(result.exception, UserError) and "traffic.jsonl:1" in str(result.exception)

@@ -109,13 +109,30 @@ class TrainConfig(BaseModel):
 # (docs/guards.md, "A multilingual base encoder").
 _E5_RECIPE = {"learning_rate": 2e-4, "freeze_word_embeddings": True}
 BASE_RECIPES: dict[str, dict] = {MULTILINGUAL_BASE_MODEL: _E5_RECIPE, "intfloat/multilingual-e5-small": _E5_RECIPE}  # offline copy, hub id
+# A guard of injection-style policies alone (prompt_injection) on MiniLM: its template data mixes ~35
+# traffic styles, and the 25-50 optimizer steps of one policy's rows at 5e-5 leave it far from trained.
+# Measured over 3 seeds (docs/guards.md, "A multilingual base encoder"): real-dev AUPRC 0.687 -> 0.852
+# at 25 steps and 0.831 -> 0.869 at 50 (recall at 1% FPR 0.057 -> 0.473, 0.386 -> 0.499); the topic
+# policies' one-policy guards lose ranking at 2e-4 (self_harm 0.821 -> 0.648), and MultiTaskGuard over
+# five policies (250 steps) gains nothing at 1e-4, so they keep 5e-5.
+INJECTION_RECIPE = {"learning_rate": 2e-4}
 
 
-def make_config(**kwargs) -> TrainConfig:
-    """A validated TrainConfig; an option passed as None (left unset) takes the base's recipe, else its default."""
+def recipe_for(base_model: Optional[str], policies: Sequence[Policy] = ()) -> dict:
+    """Options a run trains best with where its caller leaves them unset: the base's, else those of its policies."""
+    if str(base_model) in BASE_RECIPES:
+        return BASE_RECIPES[str(base_model)]
+    from synth.traffic import is_injection_policy
+
+    return INJECTION_RECIPE if policies and all(is_injection_policy(p) for p in policies) else {}
+
+
+def make_config(policies: Sequence[Policy] = (), **kwargs) -> TrainConfig:
+    """A validated TrainConfig for a guard of `policies`; an option passed as None (left unset) takes
+    the recipe (`recipe_for`), else its default."""
     fields = TrainConfig.model_fields
     given = {k: v for k, v in kwargs.items() if v is not None or k not in fields or fields[k].default is None}
-    kwargs = {**BASE_RECIPES.get(str(kwargs.get("base_model")), {}), **given}
+    kwargs = {**recipe_for(kwargs.get("base_model"), policies), **given}
     try:
         return TrainConfig(**kwargs)
     except ValidationError as exc:

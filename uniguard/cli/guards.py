@@ -160,13 +160,14 @@ def _train_options(
     from trainers.data import load_benign_texts, load_splits, only_policies, policy_names, resolve_policies
     from trainers.training import make_config, train_guard
 
-    config = make_config(
+    options = dict(
         kind=kind, base_model=base, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         head_lr_multiplier=head_lr_multiplier,
         max_length=max_length, mlm_weight=mlm_weight, adv_weight=adv_weight, adv_epsilon=adv_epsilon,
         patience=patience, threshold_rule=_threshold_rule(threshold_rule), eval_every=eval_every, seed=seed, truncate=truncate,
         device=device, precision=precision, freeze_word_embeddings=freeze_word_embeddings,
     )
+    make_config(**options)  # bad options fail before any data is read
     benign_texts = load_benign_texts(benign) if benign is not None else []
     splits = load_splits(data)
     names = policy_names(splits["train"])
@@ -182,6 +183,7 @@ def _train_options(
             )
         splits = {k: only_policies(v, wanted) for k, v in splits.items()}
     policies = resolve_policies(policy_names(splits["train"]), policy)
+    config = make_config(list(policies.values()), **options)
     _quiet_transformers()
     result = train_guard(
         config, splits["train"], splits["validation"], policies, out, test=splits["test"],
@@ -207,7 +209,8 @@ def _train_options(
 
 
 _BASE_HELP = "Base encoder: HF directory or hub id (default: offline MiniLM; multilingual-e5-small-q4 for the offline multilingual encoder)."
-_LR_HELP = "Peak AdamW learning rate (linear warm-up and decay); default 5e-5, or the base's recipe (2e-4 for multilingual-e5-small-q4)."
+_LR_HELP = ("Peak AdamW learning rate (linear warm-up and decay); default 5e-5, 2e-4 for a guard of injection-style policies "
+            "alone (prompt_injection) and for multilingual-e5-small-q4.")
 _FREEZE_HELP = "Keep the token embeddings as the base has them (default: the base's recipe; frozen for multilingual-e5-small-q4 only)."
 _DATA_HELP = "Data directory with train.jsonl and validation.jsonl (test.jsonl optional), e.g. from `uniguard synth`."
 
