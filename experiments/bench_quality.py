@@ -91,15 +91,16 @@ def run(policies: list[str], n: int, epochs: int, rule: str, multitask: bool, se
     speed: dict[str, float] = {}
     for p in policies:
         train, val = only_policies(splits["train"], [p]), only_policies(splits["validation"], [p])
-        config = make_config(epochs=epochs, threshold_rule=rule, seed=seed, **options)
-        result = train_guard(config, train, val, resolve_policies([p], [p]), work / p, progress=False)
+        resolved = resolve_policies([p], [p])
+        config = make_config(list(resolved.values()), epochs=epochs, threshold_rule=rule, seed=seed, **options)  # the policy's recipe, as the quickstart trains it
+        result = train_guard(config, train, val, resolved, work / p, progress=False)
         guards["single"][p] = Guard.load(result.out_dir)
         speed[p] = result.examples_per_second
         guards["tfidf"][p] = TfidfBaseline(threshold_rule=rule).fit(train, val)
     if multitask:
-        config = make_config(kind="multitask", epochs=epochs, threshold_rule=rule, seed=seed, **options)
-        result = train_guard(config, splits["train"], splits["validation"], resolve_policies(policies, policies), work / "multitask",
-                             progress=False)
+        resolved = resolve_policies(policies, policies)
+        config = make_config(list(resolved.values()), kind="multitask", epochs=epochs, threshold_rule=rule, seed=seed, **options)
+        result = train_guard(config, splits["train"], splits["validation"], resolved, work / "multitask", progress=False)
         shared = Guard.load(result.out_dir)
         guards["multitask"] = {p: shared for p in policies}
         speed["multitask"] = result.examples_per_second
