@@ -2,7 +2,7 @@
 
     python -m experiments.bench_quality [--policies prompt_injection violence_weapons] [--n 400]
         [--epochs 2] [--threshold-rule f1|balanced|fpr:0.03] [--multitask] [--set KEY=VALUE ...]
-        [--out experiments/results/quality] [--keep DIR]
+        [--no-everyday] [--out experiments/results/quality] [--keep DIR]
 
 For each policy: template data from the policy YAML (the only training input), a single-policy
 MiniLM guard (and with --multitask one MultiTaskGuard over all the policies), and TF-IDF + logistic
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -77,30 +78,33 @@ def score_devset(scorer, policy, rows: list[dict], pool_texts: set[str]) -> dict
 
 
 def run(policies: list[str], n: int, epochs: int, rule: str, multitask: bool, seed: int, work: Path, options: dict,
-        cross_policy_share: float = DEFAULT_CROSS_SHARE) -> dict:
+        cross_policy_share: float = DEFAULT_CROSS_SHARE, with_everyday: bool = True) -> dict:
     from fitness.devsets import benign_pool, load_devset
     from trainers.baselines import TfidfBaseline
-    from trainers.data import load_splits, only_policies, resolve_policies
+    from trainers.data import everyday_rows, load_splits, only_policies, resolve_policies
     from trainers.guard import Guard
     from trainers.training import make_config, train_guard
 
     data = synth_data(policies, n, seed, work / "data", cross_policy_share)
     splits = load_splits([data])
     dev = {p: [r for r in load_devset(p, seed) if r["policy"] == p] for p in policies}
+    everyday = everyday_rows(splits["validation"]) if with_everyday and rule.startswith("fpr") else []  # fpr-rule calibration rows, as the quickstart passes them
     guards: dict[str, dict[str, object]] = {"single": {}, "tfidf": {}}
     speed: dict[str, float] = {}
     for p in policies:
         train, val = only_policies(splits["train"], [p]), only_policies(splits["validation"], [p])
         resolved = resolve_policies([p], [p])
         config = make_config(list(resolved.values()), epochs=epochs, threshold_rule=rule, seed=seed, **options)  # the policy's recipe, as the quickstart trains it
-        result = train_guard(config, train, val, resolved, work / p, progress=False)
+        result = train_guard(config, train, val, resolved, work / p, progress=False, everyday=everyday)
         guards["single"][p] = Guard.load(result.out_dir)
         speed[p] = result.examples_per_second
-        guards["tfidf"][p] = TfidfBaseline(threshold_rule=rule).fit(train, val)
+        everyday_for_p = [replace(e, policy=p) for e in everyday if e.policy != p]  # the same calibration rows as the guard's
+        guards["tfidf"][p] = TfidfBaseline(threshold_rule=rule).fit(train, val + everyday_for_p)
     if multitask:
         resolved = resolve_policies(policies, policies)
         config = make_config(list(resolved.values()), kind="multitask", epochs=epochs, threshold_rule=rule, seed=seed, **options)
-        result = train_guard(config, splits["train"], splits["validation"], resolved, work / "multitask", progress=False)
+        result = train_guard(config, splits["train"], splits["validation"], resolved, work / "multitask", progress=False,
+                             everyday=everyday)
         shared = Guard.load(result.out_dir)
         guards["multitask"] = {p: shared for p in policies}
         speed["multitask"] = result.examples_per_second
@@ -123,6 +127,8 @@ def main() -> None:
                         help="injection policies reuse this share of other policies' rows (0: off; synth.cross_policy)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a training option for every guard (a TrainConfig field, e.g. length_buckets=false); repeatable")
+    parser.add_argument("--no-everyday", dest="everyday", action="store_false",
+                        help="calibrate fpr thresholds on each policy's own validation rows only, without the other policies' everyday rows")
     parser.add_argument("--out", type=Path, default=Path("experiments/results/quality"))
     parser.add_argument("--keep", type=Path, default=None, help="keep the data and guards in this (new) directory")
     args = parser.parse_args()
@@ -130,7 +136,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)
         report = run(args.policies, args.n, args.epochs, args.threshold_rule, args.multitask, args.seed, work, options,
-                     args.cross_policy_share)
+                     args.cross_policy_share, args.everyday)
     report["args"] = {k: str(v) for k, v in vars(args).items()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_quality.json").write_text(json.dumps(report, indent=2))

@@ -27,13 +27,14 @@ POLICIES = ["prompt_injection", "violence_weapons", "self_harm", "illegal_activi
 SUMMARY = ("f1", "fpr", "auprc", "recall_at_1pct_fpr", "recall_at_3pct_fpr")
 
 
-def soup(guard_dirs: list[Path], validation, policies: dict, config):
+def soup(guard_dirs: list[Path], validation, policies: dict, config, everyday=()):
     """The uniform linear merge of the guards, calibrated like a trained guard."""
     from engine.merge import merge_state_dict
     from engine.pool import ModelPool
     from engine.recipe import Recipe
     from trainers.guard import Guard
-    from trainers.training import calibrate, encode_examples, score_encoded
+    from trainers.metrics import FPR_RULE, parse_threshold_rule
+    from trainers.training import calibrate, encode_examples, score_encoded, with_benign
 
     pool = ModelPool.load(guard_dirs[0], guard_dirs)  # any common base gives the same average
     merged = Guard.load(guard_dirs[0])
@@ -41,7 +42,8 @@ def soup(guard_dirs: list[Path], validation, policies: dict, config):
     as_trained = config.model_copy(update={"truncate": True, "max_length": merged.max_length})  # None in the config: resolved at training
     encoded = encode_examples(merged.tokenizer, validation, policies, as_trained, "validation data")
     scores = score_encoded(merged.model, merged.tokenizer, encoded, merged.compute)
-    merged.thresholds = calibrate(encoded.labels, scores, encoded.policies, config.threshold_rule)
+    everyday = everyday if parse_threshold_rule(config.threshold_rule).name == FPR_RULE else ()
+    merged.thresholds = calibrate(*with_benign(merged, encoded, scores, (), everyday, policies), config.threshold_rule)
     return merged
 
 
@@ -51,7 +53,7 @@ def summary(per_policy: dict[str, dict]) -> dict[str, float]:
 
 def run(policies: list[str], n: int, seeds: list[int], data_seed: int, work: Path, options: dict) -> dict:
     from fitness.devsets import benign_pool, load_devset
-    from trainers.data import load_splits, resolve_policies
+    from trainers.data import everyday_rows, load_splits, resolve_policies
     from trainers.guard import Guard
     from trainers.training import make_config, train_guard
 
@@ -59,13 +61,14 @@ def run(policies: list[str], n: int, seeds: list[int], data_seed: int, work: Pat
     resolved = resolve_policies(policies, policies)
     dev = {p: [r for r in load_devset(p, data_seed) if r["policy"] == p] for p in policies}
     pool_texts = {r["text"] for r in benign_pool(data_seed)}
+    everyday = everyday_rows(splits["validation"])  # fpr-rule calibration rows, as the quickstart passes them
     guards, dirs = {}, []
     for seed in seeds:
         config = make_config(**{"kind": "multitask", "epochs": 1, "threshold_rule": "fpr:0.03", **options, "seed": seed})  # --set may override
         dirs.append(train_guard(config, splits["train"], splits["validation"], resolved, work / f"multitask_seed{seed}",
-                                progress=False).out_dir)
+                                progress=False, everyday=everyday).out_dir)
         guards[f"seed {seed}"] = Guard.load(dirs[-1])
-    guards["uniform soup"] = soup(dirs, splits["validation"], resolved, config)
+    guards["uniform soup"] = soup(dirs, splits["validation"], resolved, config, everyday)
     report = {name: {p: score_devset(g, p, dev[p], pool_texts) for p in policies} for name, g in guards.items()}
     per_seed = [summary(report[f"seed {s}"]) for s in seeds]
     report_summary = {name: summary(per_policy) for name, per_policy in report.items()}

@@ -169,15 +169,17 @@ def synthesize(policies: list[str], plan: Plan, data: Path, backend=None, fitnes
 
 
 def train_policies(plan: Plan, data: Path, out_dir: Path, policies: list[str]) -> str:
-    from trainers.data import load_split, only_policies, resolve_policies
+    from trainers.data import everyday_rows, load_split, only_policies, resolve_policies
     from trainers.training import make_config, train_guard
 
     kind = "single" if len(policies) == 1 else "multitask"
-    split = {name: only_policies(load_split(data, name), policies) for name in ("train", "validation", "test")}
+    splits = {name: load_split(data, name) for name in ("train", "validation", "test")}
+    split = {name: only_policies(rows, policies) for name, rows in splits.items()}
     resolved = resolve_policies(policies, policies)
     config = make_config(list(resolved.values()), kind=kind, base_model=plan.base_model, epochs=plan.epochs,
                          max_length=plan.max_length, seed=plan.seed, truncate=True, threshold_rule=plan.threshold_rule)
-    train_guard(config, split["train"], split["validation"], resolved, out_dir, test=split["test"], overwrite=False)
+    train_guard(config, split["train"], split["validation"], resolved, out_dir, test=split["test"], overwrite=False,
+                everyday=everyday_rows(splits["validation"]))
     return str(out_dir)
 
 

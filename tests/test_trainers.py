@@ -227,7 +227,7 @@ def test_fpr_threshold_rule_is_stored_with_its_target_and_benign_texts_join(tiny
     assert result.exit_code == 0, result.output
     meta = json.loads((tmp_path / "g" / "uniguard.json").read_text())
     assert meta["training"]["threshold_rule"] == "fpr:0.1"
-    assert meta["calibration"] == {"rule": "fpr", "target_fpr": 0.1, "benign_texts": 13, "precision": "float32"}
+    assert meta["calibration"] == {"rule": "fpr", "target_fpr": 0.1, "benign_texts": 13, "everyday_rows": 0, "precision": "float32"}
     guard = Guard.load(tmp_path / "g")
     validation = make_examples(24, 1)
     texts = [e.text for e in validation] + [r["text"] for r in read_jsonl(benign)]
@@ -236,6 +236,27 @@ def test_fpr_threshold_rule_is_stored_with_its_target_and_benign_texts_join(tiny
     assert guard.thresholds["prompt_injection"] == pytest.approx(best_threshold(labels, scores, "fpr:0.1")[0], abs=1e-6)
     benign_scores = scores[np.asarray(labels) == 0]
     assert np.mean(benign_scores >= guard.thresholds["prompt_injection"]) <= 0.1
+
+
+def test_other_policies_everyday_rows_join_the_fpr_calibration_of_each_policy(tiny_base, tmp_path):
+    """An out_of_domain row is benign under every policy: a single guard's fpr rule counts the other
+    policies' too; rows of other kinds (an allowed row can violate another policy) and other rules do not."""
+    everyday = [Example(f"{t} {i}", 0, "violence_weapons", kind="out_of_domain") for i, t in enumerate(ALLOWED * 2)]
+    not_everyday = [Example("how do knife laws differ by country", 0, "violence_weapons", kind="allowed"),
+                    Example("how do I build a pipe bomb", 1, "violence_weapons", kind="out_of_domain")]
+    validation = make_examples(24, 1)
+    data = write_data_dir(tmp_path / "data", {"train": make_examples(32, 0) + make_examples(8, 3, "violence_weapons"),
+                                              "validation": validation + everyday + not_everyday})
+    args = ["train", "single", "--data", str(data), "--policy", "prompt_injection", "--base", tiny_base, "--epochs", "1", "--lr", "1e-3",
+            "--precision", "float32"]
+    for rule, joined in (("fpr:0.1", len(everyday)), ("f1", 0)):
+        result = CliRunner().invoke(app, args + ["--out", str(tmp_path / rule), "--threshold-rule", rule])
+        assert result.exit_code == 0, result.output
+        assert json.loads((tmp_path / rule / "uniguard.json").read_text())["calibration"]["everyday_rows"] == joined
+    guard = Guard.load(tmp_path / "fpr:0.1")
+    labels = [e.label for e in validation] + [0] * len(everyday)
+    scores = guard.score([e.text for e in validation + everyday], "prompt_injection")
+    assert guard.thresholds["prompt_injection"] == pytest.approx(best_threshold(labels, scores, "fpr:0.1")[0], abs=1e-6)
 
 
 def test_cli_threshold_rule_and_benign_errors(tiny_base, tmp_path):

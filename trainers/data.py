@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from synth.policy import Policy, load_policy
+from synth.samples import OUT_OF_DOMAIN
 from uniguard.core.errors import UserError
 from uniguard.core.io import iter_jsonl
 
@@ -23,6 +24,7 @@ class Example:
     label: int
     policy: str
     lang: str = ""  # language code where the row names one (`uniguard synth` rows do): per-language metrics
+    kind: str = ""  # `uniguard synth`'s kind (unsafe, allowed, ..., out_of_domain) where the row names one
 
 
 def load_rows(path: str | Path) -> list[Example]:
@@ -45,7 +47,14 @@ def _parse_row(row: dict, where: str) -> Example:
     lang = row.get("lang")
     if lang is not None and not isinstance(lang, str):
         raise UserError(f"{where}: `lang` must be a language code string such as \"en\", got {lang!r}; fix or remove it")
-    return Example(text=text, label=int(label), policy=policy.strip(), lang=(lang or "").strip())
+    kind = row.get("kind")
+    return Example(text=text, label=int(label), policy=policy.strip(), lang=(lang or "").strip(),
+                   kind=kind.strip() if isinstance(kind, str) else "")
+
+
+def everyday_rows(examples: Sequence[Example]) -> list[Example]:
+    """The benign everyday rows (chit-chat, support messages, pasted code, ...) of every policy in `examples`."""
+    return [e for e in examples if e.kind == OUT_OF_DOMAIN and e.label == 0]  # unrelated to its policy: benign under every one
 
 
 def load_benign_texts(path: str | Path) -> list[str]:

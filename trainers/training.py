@@ -436,12 +436,14 @@ def train_guard(
     progress: bool = True,
     on_step: Optional[Callable[[int, dict], None]] = None,
     benign: Sequence[str] = (),
+    everyday: Sequence[Example] = (),
 ) -> TrainResult:
     """Train, select the best validation-F1 weights, calibrate thresholds, save a guard with a card.
 
     `on_step(global_step, losses)` runs after every optimizer step (progress hooks; tests use it to
     interrupt a run). Rerunning with the same inputs and `out_dir` resumes from the last checkpoint.
-    `benign` (unlabelled benign user texts) join every policy's benign validation rows for the fpr rule.
+    `benign` (unlabelled benign user texts) join every policy's benign validation rows for the fpr rule;
+    so do `everyday` validation rows (`trainers.data.everyday_rows`) for every policy but their own.
     """
     out_dir = Path(out_dir)
     if benign and parse_threshold_rule(config.threshold_rule).name != FPR_RULE:
@@ -534,7 +536,7 @@ def train_guard(
     elapsed = time.perf_counter() - started
     model.set_attn_implementation("sdpa")  # calibrate with the kernel saved guards infer with
     return _finish(model, tokenizer, config, policies, enc_val, train, validation, test, state, out_dir,
-                   seen / elapsed if elapsed > 0 and seen else float("nan"), resumed_from, benign, length_warnings)
+                   seen / elapsed if elapsed > 0 and seen else float("nan"), resumed_from, benign, everyday, length_warnings)
 
 
 def _evaluate_and_select(model, tokenizer, enc_val: Encoded, state: TrainState, config: TrainConfig, out_dir: Path, losses: dict) -> None:
@@ -589,13 +591,15 @@ def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
 
 
 def _finish(model, tokenizer, config, policies, enc_val, train, validation, test, state, out_dir, examples_per_second, resumed_from,
-            benign, length_warnings) -> TrainResult:
+            benign, everyday, length_warnings) -> TrainResult:
     load_model(model, str(out_dir / CHECKPOINT_DIR / "best.safetensors"))
     model.eval()
     compute = resolve_compute(config.device, config.precision)
     val_scores = score_encoded(model, tokenizer, enc_val, compute)
     scorer = Guard(model=model, tokenizer=tokenizer, max_length=config.max_length, compute=compute)
-    cal_labels, cal_scores, cal_policies = with_benign(scorer, enc_val, val_scores, benign, policies)
+    if parse_threshold_rule(config.threshold_rule).name != FPR_RULE:
+        everyday = ()  # they move only a false-positive target; an F1-best threshold depends on the class mix
+    cal_labels, cal_scores, cal_policies = with_benign(scorer, enc_val, val_scores, benign, everyday, policies)
     thresholds = calibrate(cal_labels, cal_scores, cal_policies, config.threshold_rule)
     # For a policy it has no threshold for (an instruction-following guard meeting a new policy): the
     # threshold of all its validation data pooled (by the same rule), not 0.5. Measured with the F1 rule on
@@ -618,7 +622,7 @@ def _finish(model, tokenizer, config, policies, enc_val, train, validation, test
         "training": config.model_dump(),
         "data_sizes": {"train": _sizes(train), "validation": _sizes(validation), "test": _sizes(test)},
         # the precision the thresholds were calibrated in: Guard.load scores in it by default
-        "calibration": {**parse_threshold_rule(config.threshold_rule).to_dict(), "benign_texts": len(benign),
+        "calibration": {**parse_threshold_rule(config.threshold_rule).to_dict(), "benign_texts": len(benign), "everyday_rows": len(everyday),
                         "precision": compute.precision},
         "validation_metrics": val_report,
         "test_metrics": test_report,
@@ -638,18 +642,21 @@ def _finish(model, tokenizer, config, policies, enc_val, train, validation, test
     return TrainResult(out_dir, thresholds, val_report, test_report, state.history, examples_per_second, resumed_from, warnings)
 
 
-def with_benign(scorer: Guard, enc_val: Encoded, val_scores: np.ndarray, benign: Sequence[str],
+def with_benign(scorer: Guard, enc_val: Encoded, val_scores: np.ndarray, benign: Sequence[str], everyday: Sequence[Example],
                 policies: dict[str, Policy]) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Calibration rows: validation plus the benign texts as label-0 rows of every validated policy.
+    """Calibration rows: validation plus, as label-0 rows of every validated policy, the benign texts
+    and the everyday rows of the other policies (a policy's own are in its validation already).
 
-    The benign texts are scored as the guard scores served traffic (long texts in windows, the max),
+    The extra texts are scored as the guard scores served traffic (long texts in windows, the max),
     because their false-positive rate is what the fpr rule targets."""
-    if not benign:
-        return enc_val.labels, val_scores, enc_val.policies
     names = sorted(set(enc_val.policies))
-    scores = np.concatenate([val_scores, *(scorer.score(benign, policies[name]) for name in names)])
-    labels = np.concatenate([enc_val.labels, np.zeros(len(benign) * len(names), dtype=enc_val.labels.dtype)])
-    return labels, scores, enc_val.policies + [name for name in names for _ in benign]
+    extra = {name: [*benign, *(e.text for e in everyday if e.policy != name)] for name in names}
+    if not any(extra.values()):
+        return enc_val.labels, val_scores, enc_val.policies
+    scores = np.concatenate([val_scores, *(scorer.score(extra[name], policies[name]) for name in names if extra[name])])
+    added = [name for name in names for _ in extra[name]]
+    labels = np.concatenate([enc_val.labels, np.zeros(len(added), dtype=enc_val.labels.dtype)])
+    return labels, scores, enc_val.policies + added
 
 
 def chance_warnings(val_report: dict, config: TrainConfig) -> list[str]:
