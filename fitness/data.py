@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from synth.policy import Policy
-from trainers.data import Example
+from trainers.data import Example, everyday_rows
 from trainers.guard import encode_pairs
 from uniguard.core.errors import UserError
 
@@ -63,8 +63,13 @@ class EvalSet:
 
 
 def build_eval_set(examples: Sequence[Example], policies: dict[str, Policy], tokenizer, max_length: int, seed: int = 0) -> EvalSet:
-    """Tokenise validation examples per policy and deal them into calibration and scoring halves."""
+    """Tokenise validation examples per policy and deal them into calibration and scoring halves.
+
+    Each calibration half also takes the other policies' everyday rows (`trainers.data.everyday_rows`)
+    as benign rows, as training's calibration does, up to as many as its own benign rows: a
+    false-positive target is placed on twice the benign rows at at most half again the forwards."""
     rng = np.random.default_rng(seed)
+    everyday = everyday_rows(examples)
     out = []
     for name, policy in sorted(policies.items()):
         rows = [e for e in examples if e.policy == name]
@@ -75,13 +80,18 @@ def build_eval_set(examples: Sequence[Example], policies: dict[str, Policy], tok
                 "the search needs at least 8 examples of both labels per policy (4 per half) to choose a threshold and read F1"
             )
         by_label = [rng.permutation(np.flatnonzero(labels == label)) for label in (0, 1)]
-        parts = []
-        for half in (0, 1):  # deal each label alternately into the two halves
-            order = _interleaved([idx[half::2] for idx in by_label])
-            texts = [rows[i].text for i in order]
-            parts.append(Half(labels[order], encode_pairs(tokenizer, policy.instruction, texts, max_length)))
-        out.append(PolicyData(name, parts[0], parts[1]))
+        halves = [[rows[i] for idx in by_label for i in idx[half::2]] for half in (0, 1)]  # each label dealt alternately
+        others = [e for e in everyday if e.policy != name]
+        n_extra = min(len(others), sum(e.label == 0 for e in halves[0]))
+        halves[0] += [others[i] for i in rng.choice(len(others), n_extra, replace=False)] if n_extra else []
+        out.append(PolicyData(name, *(_half(half, policy, tokenizer, max_length, rng) for half in halves)))
     return EvalSet(out)
+
+
+def _half(rows: list[Example], policy: Policy, tokenizer, max_length: int, rng: np.random.Generator) -> Half:
+    labels = np.array([e.label for e in rows])
+    order = _interleaved([rng.permutation(np.flatnonzero(labels == label)) for label in (0, 1)])
+    return Half(labels[order], encode_pairs(tokenizer, policy.instruction, [rows[i].text for i in order], max_length))
 
 
 def _interleaved(indices_by_label: list[np.ndarray]) -> np.ndarray:

@@ -15,6 +15,7 @@ from fitness.racing import Rival, beaten, bootstrap_draws, enough_examples
 from fitness.registry import get_metric
 from synth.policy import load_policy
 from trainers.data import Example
+from trainers.guard import encode_pairs
 
 
 def _examples(policy, n_pos=12, n_neg=14):
@@ -41,6 +42,21 @@ def test_halves_are_disjoint_stratified_and_prefixes_stay_stratified(setup):
     assert not cal_ids & {tuple(x) for x in data.scoring.features["input_ids"]}
     half = data.prefix(0.5)
     assert 0.3 <= half.scoring.labels.mean() <= 0.7
+
+
+def test_other_policies_everyday_rows_join_each_calibration_half_only_and_capped(setup):
+    _, tokenizer, _ = setup
+    policies = {name: load_policy(name) for name in ("violence_weapons", "prompt_injection")}
+    everyday = [Example(f"what a lovely sunny day {i}", 0, "prompt_injection", kind="out_of_domain") for i in range(20)]
+    examples = _examples("violence_weapons") + _examples("prompt_injection", 9, 9) + everyday
+    data = {p.name: p for p in build_eval_set(examples, policies, tokenizer, max_length=64, seed=3).policies}
+    violence, injection = data["violence_weapons"], data["prompt_injection"]
+    assert len(violence.scoring) == 13 and violence.scoring.labels.sum() == 6  # the scoring half is its own rows only
+    assert len(violence.calibration) == 13 + 7 and violence.calibration.labels.sum() == 6  # + as many everyday rows as its 7 benign
+    everyday_ids = {tuple(x) for x in encode_pairs(tokenizer, policies["violence_weapons"].instruction, [e.text for e in everyday], 64)["input_ids"]}
+    assert sum(tuple(x) in everyday_ids for x in violence.calibration.features["input_ids"]) == 7
+    assert len(injection.calibration) + len(injection.scoring) == 18 + 20  # its own everyday rows are its own data, dealt to both halves
+    assert violence.prefix(0.5).calibration.labels.sum() == 3  # racing's prefixes keep the calibration half's label mix
 
 
 def test_evaluation_reads_quality_size_and_latency(setup, tmp_path):
