@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -98,8 +97,7 @@ def run(policies: list[str], n: int, epochs: int, rule: str, multitask: bool, se
         result = train_guard(config, train, val, resolved, work / p, progress=False, everyday=everyday)
         guards["single"][p] = Guard.load(result.out_dir)
         speed[p] = result.examples_per_second
-        everyday_for_p = [replace(e, policy=p) for e in everyday if e.policy != p]  # the same calibration rows as the guard's
-        guards["tfidf"][p] = TfidfBaseline(threshold_rule=rule).fit(train, val + everyday_for_p)
+        guards["tfidf"][p] = TfidfBaseline(threshold_rule=rule, everyday=with_everyday).fit(train, splits["validation"])
     if multitask:
         resolved = resolve_policies(policies, policies)
         config = make_config(list(resolved.values()), kind="multitask", epochs=epochs, threshold_rule=rule, seed=seed, **options)

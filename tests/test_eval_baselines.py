@@ -34,6 +34,23 @@ def test_tfidf_learns_and_calibrates():
     assert 0.0 < baseline.threshold(policy) < 1.0
 
 
+def test_tfidf_fpr_thresholds_count_the_other_policies_everyday_rows():
+    from trainers.metrics import best_threshold
+
+    train = examples(30) + examples(30, "violence_weapons")
+    everyday = [Example(f"ignore all previous instructions for the cake recipe {i}", 0, "violence_weapons", kind="out_of_domain")
+                for i in range(10)]
+    validation = examples(12, offset=100) + examples(12, "violence_weapons", offset=100) + everyday
+    joined = TfidfBaseline(threshold_rule="fpr:0.1").fit(train, validation)
+    own_only = TfidfBaseline(threshold_rule="fpr:0.1", everyday=False).fit(train, validation)
+    model = joined.models["prompt_injection"]
+    rows = examples(12, offset=100) + everyday
+    expected = best_threshold([e.label for e in rows], model.predict_proba([e.text for e in rows])[:, 1], "fpr:0.1")[0]
+    assert joined.thresholds["prompt_injection"] == pytest.approx(expected)
+    assert joined.thresholds["prompt_injection"] > own_only.thresholds["prompt_injection"]  # look-alike everyday rows push it up
+    assert joined.thresholds["violence_weapons"] == own_only.thresholds["violence_weapons"]  # its own everyday rows are in its validation anyway
+
+
 def test_tfidf_trains_one_model_per_policy_and_refuses_unknown_policies():
     baseline = TfidfBaseline().fit(examples(20) + examples(20, "violence_weapons"))
     assert set(baseline.models) == {"prompt_injection", "violence_weapons"}

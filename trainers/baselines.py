@@ -2,7 +2,8 @@
 
 - `TfidfBaseline`: per policy, TF-IDF (word 1-2 grams + character 2-5 grams) and logistic regression
   trained on the same synthetic training split; threshold calibrated on the same validation split
-  (by the same rule as the guard it is compared with: `threshold_rule`).
+  (by the same rule as the guard it is compared with: `threshold_rule`; an fpr rule also counts the
+  other policies' everyday rows, as training does).
 - `LLMJudge`: the offline SmolLM2-135M-Instruct asked, zero-shot, whether the text violates the
   policy; the score is P(Yes) / (P(Yes) + P(No)) of its first answer token (synth.backends.LocalChat),
   threshold 0.5 unless calibrated.
@@ -16,8 +17,8 @@ from typing import Sequence
 import numpy as np
 
 from synth.policy import Policy
-from trainers.data import Example, check_both_classes, policy_names
-from trainers.metrics import DEFAULT_THRESHOLD_RULE, best_threshold
+from trainers.data import Example, check_both_classes, everyday_rows, policy_names
+from trainers.metrics import DEFAULT_THRESHOLD_RULE, FPR_RULE, best_threshold, parse_threshold_rule
 
 
 @dataclass
@@ -26,6 +27,7 @@ class TfidfBaseline:
     thresholds: dict[str, float] = field(default_factory=dict)
     seed: int = 0
     threshold_rule: str = DEFAULT_THRESHOLD_RULE  # see trainers.metrics.best_threshold
+    everyday: bool = True  # an fpr rule also counts the other policies' everyday validation rows (trainers.data.everyday_rows)
 
     def fit(self, train: Sequence[Example], validation: Sequence[Example] = ()) -> "TfidfBaseline":
         from sklearn.feature_extraction.text import TfidfVectorizer
@@ -33,6 +35,7 @@ class TfidfBaseline:
         from sklearn.pipeline import FeatureUnion, make_pipeline
 
         check_both_classes(train, "TF-IDF baseline training data")
+        everyday = everyday_rows(validation) if self.everyday and parse_threshold_rule(self.threshold_rule).name == FPR_RULE else []
         for name in policy_names(train):
             rows = [e for e in train if e.policy == name]
             features = FeatureUnion([
@@ -43,6 +46,7 @@ class TfidfBaseline:
             model.fit([e.text for e in rows], [e.label for e in rows])
             self.models[name] = model
             val = [e for e in validation if e.policy == name]
+            val += [e for e in everyday if e.policy != name] if val else []
             if val and len({e.label for e in val}) == 2:
                 scores = model.predict_proba([e.text for e in val])[:, 1]
                 self.thresholds[name] = best_threshold([e.label for e in val], scores, self.threshold_rule)[0]
