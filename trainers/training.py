@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
 
 from synth.policy import Policy
+from synth.traffic import is_injection_policy
 from trainers.compute import Compute, DeviceChoice, PrecisionChoice, resolve_compute
 from trainers.data import Example, check_both_classes, policy_names
 from trainers.guard import GUARD_META_FILE, Guard, check_instruction_fits, score_token_ids
@@ -122,8 +123,6 @@ def recipe_for(base_model: Optional[str], policies: Sequence[Policy] = ()) -> di
     """Options a run trains best with where its caller leaves them unset: the base's, else those of its policies."""
     if str(base_model) in BASE_RECIPES:
         return BASE_RECIPES[str(base_model)]
-    from synth.traffic import is_injection_policy
-
     return INJECTION_RECIPE if policies and all(is_injection_policy(p) for p in policies) else {}
 
 
