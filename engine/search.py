@@ -274,7 +274,7 @@ def fitness_eval_set(config: SearchConfig, pool: ModelPool, tokenizer, data: str
     names = list(config.data.policies) or policy_names(examples)
     policies = resolve_policies(names, names)
     max_length = config.fitness.max_length or guards_max_length(pool)
-    return build_eval_set(examples, policies, tokenizer, max_length, config.fitness.seed)
+    return build_eval_set(examples, policies, tokenizer, max_length, config.fitness.seed, config.fitness.threshold_rule)
 
 
 def add_statistics(pool: ModelPool, config: SearchConfig, operator_names: Sequence[str], tokenizer=None,

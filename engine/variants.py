@@ -67,7 +67,8 @@ def measure_variant(run: RunDir, source: JournalEntry, guard_dir: str | Path, fm
     guard = load_guard(guard_dir, threads=settings.threads, compute=resolve_compute(settings.device, settings.precision))
     examples = load_rows(config.data.validation)
     names = list(config.data.policies) or policy_names(examples)
-    eval_set = build_eval_set(examples, resolve_policies(names, names), guard.tokenizer, settings.max_length or guard.max_length, settings.seed)
+    eval_set = build_eval_set(examples, resolve_policies(names, names), guard.tokenizer, settings.max_length or guard.max_length, settings.seed,
+                              settings.threshold_rule)
     full = settings.model_copy(update={"racing": (1.0,)})  # a variant is measured on all the data
     result = Evaluator(eval_set, full).evaluate(lambda f: guard.score_features(f, settings.batch_size),
                                                 (Path(guard_dir) / ONNX_FILE).stat().st_size, f"{source.shape}+{fmt}")

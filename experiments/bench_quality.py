@@ -87,7 +87,7 @@ def run(policies: list[str], n: int, epochs: int, rule: str, multitask: bool, se
     data = synth_data(policies, n, seed, work / "data", cross_policy_share)
     splits = load_splits([data])
     dev = {p: [r for r in load_devset(p, seed) if r["policy"] == p] for p in policies}
-    everyday = everyday_rows(splits["validation"]) if with_everyday and rule.startswith("fpr") else []  # fpr-rule calibration rows, as the quickstart passes them
+    everyday = everyday_rows(splits["validation"], rule) if with_everyday else []  # calibration rows, as the quickstart passes them
     guards: dict[str, dict[str, object]] = {"single": {}, "tfidf": {}}
     speed: dict[str, float] = {}
     for p in policies:

@@ -33,7 +33,6 @@ def soup(guard_dirs: list[Path], validation, policies: dict, config, everyday=()
     from engine.pool import ModelPool
     from engine.recipe import Recipe
     from trainers.guard import Guard
-    from trainers.metrics import FPR_RULE, parse_threshold_rule
     from trainers.training import calibrate, encode_examples, score_encoded, with_benign
 
     pool = ModelPool.load(guard_dirs[0], guard_dirs)  # any common base gives the same average
@@ -42,7 +41,6 @@ def soup(guard_dirs: list[Path], validation, policies: dict, config, everyday=()
     as_trained = config.model_copy(update={"truncate": True, "max_length": merged.max_length})  # None in the config: resolved at training
     encoded = encode_examples(merged.tokenizer, validation, policies, as_trained, "validation data")
     scores = score_encoded(merged.model, merged.tokenizer, encoded, merged.compute)
-    everyday = everyday if parse_threshold_rule(config.threshold_rule).name == FPR_RULE else ()
     merged.thresholds = calibrate(*with_benign(merged, encoded, scores, (), everyday, policies), config.threshold_rule)
     return merged
 
@@ -61,10 +59,10 @@ def run(policies: list[str], n: int, seeds: list[int], data_seed: int, work: Pat
     resolved = resolve_policies(policies, policies)
     dev = {p: [r for r in load_devset(p, data_seed) if r["policy"] == p] for p in policies}
     pool_texts = {r["text"] for r in benign_pool(data_seed)}
-    everyday = everyday_rows(splits["validation"])  # fpr-rule calibration rows, as the quickstart passes them
     guards, dirs = {}, []
     for seed in seeds:
         config = make_config(**{"kind": "multitask", "epochs": 1, "threshold_rule": "fpr:0.03", **options, "seed": seed})  # --set may override
+        everyday = everyday_rows(splits["validation"], config.threshold_rule)  # calibration rows, as the quickstart passes them
         dirs.append(train_guard(config, splits["train"], splits["validation"], resolved, work / f"multitask_seed{seed}",
                                 progress=False, everyday=everyday).out_dir)
         guards[f"seed {seed}"] = Guard.load(dirs[-1])

@@ -179,7 +179,7 @@ def train_policies(plan: Plan, data: Path, out_dir: Path, policies: list[str]) -
     config = make_config(list(resolved.values()), kind=kind, base_model=plan.base_model, epochs=plan.epochs,
                          max_length=plan.max_length, seed=plan.seed, truncate=True, threshold_rule=plan.threshold_rule)
     train_guard(config, split["train"], split["validation"], resolved, out_dir, test=split["test"], overwrite=False,
-                everyday=everyday_rows(splits["validation"]))
+                everyday=everyday_rows(splits["validation"], plan.threshold_rule))
     return str(out_dir)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from synth.policy import Policy
 from trainers.data import Example, everyday_rows
+from trainers.metrics import DEFAULT_THRESHOLD_RULE
 from trainers.guard import encode_pairs
 from uniguard.core.errors import UserError
 
@@ -62,14 +63,15 @@ class EvalSet:
         return self if fraction >= 1 else EvalSet([p.prefix(fraction) for p in self.policies])
 
 
-def build_eval_set(examples: Sequence[Example], policies: dict[str, Policy], tokenizer, max_length: int, seed: int = 0) -> EvalSet:
+def build_eval_set(examples: Sequence[Example], policies: dict[str, Policy], tokenizer, max_length: int, seed: int = 0,
+                   threshold_rule: str = DEFAULT_THRESHOLD_RULE) -> EvalSet:
     """Tokenise validation examples per policy and deal them into calibration and scoring halves.
 
-    Each calibration half also takes the other policies' everyday rows (`trainers.data.everyday_rows`)
-    as benign rows, as training's calibration does, up to as many as its own benign rows: a
-    false-positive target is placed on twice the benign rows at at most half again the forwards."""
+    Under a false-positive target each calibration half also takes the other policies' everyday rows
+    (`trainers.data.everyday_rows`) as benign rows, as training's calibration does, up to as many as
+    its own benign rows (so at most twice them, and the scoring half is untouched)."""
     rng = np.random.default_rng(seed)
-    everyday = everyday_rows(examples)
+    everyday = everyday_rows(examples, threshold_rule)
     out = []
     for name, policy in sorted(policies.items()):
         rows = [e for e in examples if e.policy == name]

@@ -57,6 +57,8 @@ def test_other_policies_everyday_rows_join_each_calibration_half_only_and_capped
     assert sum(tuple(x) in everyday_ids for x in violence.calibration.features["input_ids"]) == 7
     assert len(injection.calibration) + len(injection.scoring) == 18 + 20  # its own everyday rows are its own data, dealt to both halves
     assert violence.prefix(0.5).calibration.labels.sum() == 3  # racing's prefixes keep the calibration half's label mix
+    f1_rule = {p.name: p for p in build_eval_set(examples, policies, tokenizer, max_length=64, seed=3, threshold_rule="f1").policies}
+    assert len(f1_rule["violence_weapons"].calibration) == 13  # an F1-best threshold would move with the class mix: none
 
 
 def test_evaluation_reads_quality_size_and_latency(setup, tmp_path):

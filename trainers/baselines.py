@@ -18,7 +18,7 @@ import numpy as np
 
 from synth.policy import Policy
 from trainers.data import Example, check_both_classes, everyday_rows, policy_names
-from trainers.metrics import DEFAULT_THRESHOLD_RULE, FPR_RULE, best_threshold, parse_threshold_rule
+from trainers.metrics import DEFAULT_THRESHOLD_RULE, best_threshold
 
 
 @dataclass
@@ -35,7 +35,7 @@ class TfidfBaseline:
         from sklearn.pipeline import FeatureUnion, make_pipeline
 
         check_both_classes(train, "TF-IDF baseline training data")
-        everyday = everyday_rows(validation) if self.everyday and parse_threshold_rule(self.threshold_rule).name == FPR_RULE else []
+        everyday = everyday_rows(validation, self.threshold_rule) if self.everyday else []
         for name in policy_names(train):
             rows = [e for e in train if e.policy == name]
             features = FeatureUnion([

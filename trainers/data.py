@@ -12,6 +12,7 @@ from typing import Iterable, Sequence
 
 from synth.policy import Policy, load_policy
 from synth.samples import OUT_OF_DOMAIN
+from trainers.metrics import FPR_RULE, parse_threshold_rule
 from uniguard.core.errors import UserError
 from uniguard.core.io import iter_jsonl
 
@@ -52,8 +53,12 @@ def _parse_row(row: dict, where: str) -> Example:
                    kind=kind.strip() if isinstance(kind, str) else "")
 
 
-def everyday_rows(examples: Sequence[Example]) -> list[Example]:
-    """The benign everyday rows (chit-chat, support messages, pasted code, ...) of every policy in `examples`."""
+def everyday_rows(examples: Sequence[Example], threshold_rule: str) -> list[Example]:
+    """The benign everyday rows (chit-chat, support messages, pasted code, ...) of every policy in
+    `examples`, which calibration under a false-positive target counts for every other policy too;
+    none under another rule (an F1-best threshold would move with the class mix they change)."""
+    if parse_threshold_rule(threshold_rule).name != FPR_RULE:
+        return []
     return [e for e in examples if e.kind == OUT_OF_DOMAIN and e.label == 0]  # unrelated to its policy: benign under every one
 
 

@@ -596,8 +596,6 @@ def _finish(model, tokenizer, config, policies, enc_val, train, validation, test
     compute = resolve_compute(config.device, config.precision)
     val_scores = score_encoded(model, tokenizer, enc_val, compute)
     scorer = Guard(model=model, tokenizer=tokenizer, max_length=config.max_length, compute=compute)
-    if parse_threshold_rule(config.threshold_rule).name != FPR_RULE:
-        everyday = ()  # they move only a false-positive target; an F1-best threshold depends on the class mix
     cal_labels, cal_scores, cal_policies = with_benign(scorer, enc_val, val_scores, benign, everyday, policies)
     thresholds = calibrate(cal_labels, cal_scores, cal_policies, config.threshold_rule)
     # For a policy it has no threshold for (an instruction-following guard meeting a new policy): the

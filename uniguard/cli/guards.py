@@ -170,7 +170,7 @@ def _train_options(
     make_config(**options)  # bad options fail before any data is read
     benign_texts = load_benign_texts(benign) if benign is not None else []
     splits = load_splits(data)
-    everyday = everyday_rows(splits["validation"])  # every policy's, before the split keeps --policy's rows only
+    everyday = everyday_rows(splits["validation"], options["threshold_rule"])  # every policy's, before --policy keeps its own only
     names = policy_names(splits["train"])
     if policy:
         from synth.policy import load_policies
