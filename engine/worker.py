@@ -20,7 +20,7 @@ from engine.pool import ModelPool
 from engine.recipe import Recipe
 from fitness.data import EvalSet
 from fitness.evaluator import Evaluation, Evaluator, FitnessSettings
-from trainers.compute import resolve_compute
+from trainers.compute import CompiledForward, Compute, linears_in_bfloat16, resolve_compute
 from trainers.guard import score_token_ids
 
 
@@ -43,7 +43,8 @@ class RecipeScorer:
         self.compute = resolve_compute(settings.device, settings.precision)
         self.evaluator = Evaluator(eval_set, settings)
         self._models: dict[int, tuple[torch.nn.Module, dict[str, torch.Tensor]]] = {}
-        self._on_device: dict[int, torch.nn.Module] = {}
+        self._copies: dict[int, torch.nn.Module] = {}
+        self._compiled: dict[int, CompiledForward] = {}
         self._sizes: dict[str, int] = {}
 
     def evaluate(self, recipe: Recipe, front=(), latencies: dict[str, float] | None = None) -> Evaluation:
@@ -54,7 +55,7 @@ class RecipeScorer:
         merge_s = time.perf_counter() - started
         shape = shape_key(recipe, self.pool.num_layers)
         size = self._size(state, recipe, shape)
-        model = self._device_copy(recipe, model)
+        model = self._forward(recipe, self._scoring_copy(recipe, model))
         batch, compute = self.settings.batch_size, self.compute
 
         def score(features):
@@ -65,10 +66,14 @@ class RecipeScorer:
         evaluation.seconds += merge_s
         return evaluation
 
+    def _layers(self, recipe: Recipe) -> int:
+        """The merged model's layer count: the key of every per-shape model a worker keeps."""
+        return len(recipe.layers) if recipe.layers is not None else self.pool.num_layers
+
     def _model(self, recipe: Recipe) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
         """One model per layer count, reused for every recipe of that shape, with its state dict: tensors
         sharing the parameters' storage, so a merge written into them is the model's new weights."""
-        num_layers = len(recipe.layers) if recipe.layers is not None else self.pool.num_layers
+        num_layers = self._layers(recipe)
         if num_layers not in self._models:
             model = AutoModelForSequenceClassification.from_config(merged_config(self.pool, recipe)).eval()
             weights = model.state_dict()
@@ -79,17 +84,30 @@ class RecipeScorer:
             self._models[num_layers] = model, weights
         return self._models[num_layers]
 
-    def _device_copy(self, recipe: Recipe, model: torch.nn.Module) -> torch.nn.Module:
-        """The merged model on the scoring device. The merge kernels run on the CPU into the CPU model;
-        a GPU worker copies the result into its resident device model (one host-to-device transfer)."""
-        if self.compute.device_type == "cpu":
+    def _scoring_copy(self, recipe: Recipe, model: torch.nn.Module) -> torch.nn.Module:
+        """The merged model as it is scored. A float32 CPU worker scores the merged model itself; any other
+        keeps a resident copy per shape, refreshed from each merge by one load_state_dict: on the scoring
+        device (the merge kernels run on the CPU), and under bfloat16 with its Linear weights stored in
+        bfloat16, the cast autocast would otherwise repeat on every batch, made once per recipe (the same
+        values: layer norms and embeddings stay float32, as under autocast)."""
+        if self.compute == Compute("cpu", "float32"):
             return model
-        key = len(recipe.layers) if recipe.layers is not None else self.pool.num_layers
-        if key not in self._on_device:
-            self._on_device[key] = copy.deepcopy(model).to(self.compute.device)
+        key = self._layers(recipe)
+        if key not in self._copies:
+            resident = copy.deepcopy(model).to(self.compute.device)
+            self._copies[key] = linears_in_bfloat16(resident) if self.compute.precision == "bfloat16" else resident
         else:
-            self._on_device[key].load_state_dict(model.state_dict())
-        return self._on_device[key]
+            self._copies[key].load_state_dict(model.state_dict())
+        return self._copies[key]
+
+    def _forward(self, recipe: Recipe, model: torch.nn.Module):
+        """What scores the merged model: its forward compiled once per shape (`fitness.compile`), else the model."""
+        if not self.settings.compile:
+            return model
+        key = self._layers(recipe)
+        if key not in self._compiled:
+            self._compiled[key] = CompiledForward(model)
+        return self._compiled[key]
 
     def _size(self, state: dict[str, torch.Tensor], recipe: Recipe, shape: str) -> int:
         """Bytes of the model.safetensors `export` writes; depends only on layers kept and dtype."""

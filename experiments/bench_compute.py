@@ -8,9 +8,9 @@
    defaults): examples/s, validation F1/AUPRC, F1/AUPRC on the real dev set (measured, never selected
    on), and the first/last CE of each run (the loss curves are in the JSON).
 2. Fitness: the guards trained with today's defaults form a pool; the same random recipes (from the search space) are scored
-   by one-thread workers in float32 and bfloat16 at the default batch, and in bfloat16 at larger batches
-   (FITNESS_BATCHES): example-forwards/s, the largest F1 difference and Spearman's rank correlation
-   of the recipes' F1 against float32.
+   by one-thread workers in each of FITNESS_SETTINGS (precision, batch, torch.compile on or off):
+   example-forwards/s, the largest F1 difference and Spearman's rank correlation of the recipes' F1
+   against eager float32 at the default batch.
 3. Serving: each of those guards (float32 weights) scores real dev-set prompts in both precisions: verdict agreement and
    examples/s.
 Every ratio compares two measurements taken in this run on this machine.
@@ -28,7 +28,9 @@ import numpy as np
 
 POLICIES = ("prompt_injection", "violence_weapons")
 PRECISIONS = ("float32", "bfloat16")
-FITNESS_BATCHES = (32, 64)  # bfloat16 fitness at larger batches than the default (chosen for float32 caches)
+# (precision, batch or None for the default, compiled): eager float32 first, the baseline of every ratio
+FITNESS_SETTINGS = (("float32", None, False), ("bfloat16", None, False), ("float32", None, True), ("bfloat16", None, True),
+                    ("bfloat16", 32, True))
 
 
 def _data(root: Path, n: int) -> Path:
@@ -104,18 +106,21 @@ def bench_fitness(root: Path, data: Path, recipes: int) -> dict:
     chosen = [space.decode(param.spawn_child().sample().value) for _ in range(recipes)]
     default = FitnessSettings().batch_size
     out: dict = {"recipes": recipes, "validation_examples": eval_set.size, "batch_size": default}
-    for precision, batch in [(p, default) for p in PRECISIONS] + [("bfloat16", b) for b in FITNESS_BATCHES]:
-        settings = FitnessSettings(racing=(1.0,), precision=precision, device="cpu", batch_size=batch)
+    keys = []
+    for precision, batch, compiled in FITNESS_SETTINGS:
+        settings = FitnessSettings(racing=(1.0,), precision=precision, device="cpu", batch_size=batch or default, compile=compiled)
         scorer = RecipeScorer(pool, eval_set, tokenizer, settings)
-        scorer.evaluate(chosen[0])  # warm-up: builds the shape's model
+        started = time.perf_counter()
+        scorer.evaluate(chosen[0])  # warm-up: builds (and compiles) the shape's model
+        warm_up = time.perf_counter() - started
         started = time.perf_counter()
         evaluations = [scorer.evaluate(r) for r in chosen]
         seconds = time.perf_counter() - started
-        key = precision if batch == default else f"{precision}_batch{batch}"
-        out[key] = {"example_forwards_per_s": recipes * eval_set.size / seconds, "f1": [e.f1 for e in evaluations],
-                    "seconds": seconds, "merge_s": sum(e.timings["merge_s"] for e in evaluations)}
-    reference = np.asarray(out["float32"]["f1"])
-    for key in [k for k in out if k.startswith("bfloat16")]:  # each bfloat16 setting against float32 at the default batch
+        keys.append(precision + ("_compiled" if compiled else "") + (f"_batch{batch}" if batch else ""))
+        out[keys[-1]] = {"example_forwards_per_s": recipes * eval_set.size / seconds, "f1": [e.f1 for e in evaluations],
+                         "seconds": seconds, "warm_up_s": warm_up, "merge_s": sum(e.timings["merge_s"] for e in evaluations)}
+    reference = np.asarray(out[keys[0]]["f1"])
+    for key in keys[1:]:  # each setting against eager float32 at the default batch
         f1 = np.asarray(out[key]["f1"])
         out[key] |= {"ratio_vs_float32": out[key]["example_forwards_per_s"] / out["float32"]["example_forwards_per_s"],
                      "max_abs_f1_difference": float(np.max(np.abs(f1 - reference))), "spearman_vs_float32": _spearman(f1, reference)}
@@ -174,11 +179,10 @@ def main() -> None:
 
 
 def _print_fitness(f: dict) -> None:
-    for key in [k for k in f if k.startswith("bfloat16")]:
-        m = f[key]
-        print(f"fitness {key} vs float32 (batch {f['batch_size']}): {m['ratio_vs_float32']:.2f}x example-forwards/s over "
+    for key, m in [(k, v) for k, v in f.items() if isinstance(v, dict) and "ratio_vs_float32" in v]:
+        print(f"fitness {key} vs eager float32 (batch {f['batch_size']}): {m['ratio_vs_float32']:.2f}x example-forwards/s over "
               f"{f['recipes']} recipes; max |F1 diff| {m['max_abs_f1_difference']:.4f}; Spearman {m['spearman_vs_float32']:.3f}; "
-              f"merging {m['merge_s'] / m['seconds']:.0%} of its time")
+              f"merging {m['merge_s'] / m['seconds']:.0%} of its time; warm-up {m['warm_up_s']:.0f} s")
 
 
 def _print_training_and_serving(t: dict, s: dict) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -67,3 +68,37 @@ def resolve_compute(device: str = "auto", precision: str = "auto") -> Compute:
         fast = torch.cuda.is_bf16_supported() if device == "cuda" else cpu_has_fast_bf16()
         precision = "bfloat16" if fast else "float32"
     return Compute(device, precision)  # type: ignore[arg-type]
+
+
+def linears_in_bfloat16(model: torch.nn.Module) -> torch.nn.Module:
+    """Store the Linear layers' weights and biases in bfloat16, in place: what bfloat16 autocast casts them
+    to on every call, cast once. Only for scoring under autocast (its matmuls then need no cast); layer
+    norms, embeddings and everything else stay as they are."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            module.to(torch.bfloat16)
+    return model
+
+
+class CompiledForward:
+    """A model's forward compiled once by torch.compile (TorchInductor), for a model whose weights are
+    rewritten in place between calls (a search worker merges every recipe into the same parameters):
+    the compiled graph reads the parameters at each call, so it scores each new merge without
+    recompiling, and dynamic shapes cover every batch size and padded length. Inductor fuses the
+    element-wise work (GELU, layer norm, softmax, casts) that is most of a bf16 forward's time once AMX
+    runs the matmuls. If compiling fails (no C++ compiler, an unsupported op), it warns once and runs
+    the model eagerly: compiling is a speed-up, never a reason for a search to stop."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+        self._compiled = torch.compile(model, dynamic=True)
+
+    def __call__(self, **inputs):
+        if self._compiled is not None:
+            try:
+                return self._compiled(**inputs)
+            except Exception as error:  # noqa: BLE001 - any compiler failure falls back to the same eager model
+                warnings.warn(f"torch.compile could not compile the scoring model ({type(error).__name__}: "
+                              f"{str(error)[:200]}); scoring eagerly instead (slower, same results)", stacklevel=2)
+                self._compiled = None
+        return self.model(**inputs)
