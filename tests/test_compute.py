@@ -1,5 +1,6 @@
 """Device and precision selection, autocast scoring, and the GPU share Ray workers ask for (all on CPU)."""
 
+import copy
 import warnings
 
 import numpy as np
@@ -10,7 +11,7 @@ from engine.config import SearchConfig, with_compute
 from engine.worker import gpus_per_worker
 from experiments.smoke_pool import tiny_classifier
 from fitness.evaluator import FitnessSettings
-from trainers.compute import CompiledForward, Compute, cpu_has_fast_bf16, resolve_compute
+from trainers.compute import CompiledForward, Compute, cpu_has_fast_bf16, linears_in_bfloat16, resolve_compute
 from trainers.guard import torch_violation_probs
 from uniguard.core.errors import UserError
 
@@ -102,3 +103,13 @@ def test_a_forward_that_cannot_compile_warns_and_scores_eagerly(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # warned once: eager from then on, without trying again
         assert np.array_equal(torch_violation_probs(compiled, batch), first)
+
+
+def test_linears_held_in_bfloat16_score_exactly_as_autocast_casts_them():
+    model = tiny_classifier(seed=0)
+    held = linears_in_bfloat16(copy.deepcopy(model))
+    assert held.classifier.weight.dtype == torch.bfloat16 and held.bert.encoder.layer[0].output.dense.bias.dtype == torch.bfloat16
+    assert held.bert.embeddings.word_embeddings.weight.dtype == torch.float32 and held.bert.embeddings.LayerNorm.weight.dtype == torch.float32
+    batch = {"input_ids": np.random.default_rng(1).integers(1000, 5000, (4, 11)), "attention_mask": np.ones((4, 11), dtype=np.int64)}
+    bf16 = Compute("cpu", "bfloat16")
+    np.testing.assert_allclose(torch_violation_probs(held, batch, bf16), torch_violation_probs(model, batch, bf16), atol=1e-6)
