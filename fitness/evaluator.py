@@ -53,8 +53,8 @@ class FitnessSettings(BaseModel):
     latency_repeats: int = Field(default=5, ge=1)
     threads: int = Field(default=1, ge=1, description="torch threads per worker")
     compile: bool = Field(default=True, description="torch.compile each worker's scoring model once (a merge rewrites "
-                          "its weights in place, so one compile serves every recipe of a shape); costs ~15 s per worker "
-                          "and shape, then scores faster (experiments/bench_compute.py)")
+                          "its weights in place, so one compile serves every recipe of a shape); costs 9-14 s per worker "
+                          "and shape on a cold cache, then scores faster (experiments/bench_compute.py)")
     device: DeviceChoice = Field(default="auto", description="where workers score: auto = a GPU when the worker has one, else CPU")
     precision: PrecisionChoice = Field(default="auto", description="bfloat16 autocast or float32; auto = bfloat16 where "
                                        "the hardware runs it fast (measured ranking agreement: experiments/bench_compute.py)")

@@ -80,7 +80,7 @@ def test_a_compiled_forward_scores_like_the_model_and_sees_weights_rewritten_in_
     model = tiny_classifier(seed=0).eval()
     compiled = CompiledForward(model)
     rng = np.random.default_rng(0)
-    for length in (9, 23):  # dynamic shapes: a second length needs no new compile to be right
+    for length in (9, 23):  # dynamic shapes: a second padded length scores right too
         batch = {"input_ids": rng.integers(1000, 5000, (3, length)), "attention_mask": np.ones((3, length), dtype=np.int64)}
         assert np.allclose(torch_violation_probs(compiled, batch), torch_violation_probs(model, batch), atol=1e-5)
     with torch.no_grad():  # what a search worker's merge does to the scoring model
