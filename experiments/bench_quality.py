@@ -77,7 +77,7 @@ def score_devset(scorer, policy, rows: list[dict], pool_texts: set[str]) -> dict
 
 
 def run(policies: list[str], n: int, epochs: int, rule: str, multitask: bool, seed: int, work: Path, options: dict,
-        cross_policy_share: float = DEFAULT_CROSS_SHARE, with_everyday: bool = True) -> dict:
+        cross_policy_share: float = DEFAULT_CROSS_SHARE, with_everyday: bool = True, specialist_options: dict | None = None) -> dict:
     from fitness.devsets import benign_pool, load_devset
     from trainers.baselines import TfidfBaseline
     from trainers.data import everyday_rows, load_splits, only_policies, resolve_policies
@@ -106,6 +106,15 @@ def run(policies: list[str], n: int, epochs: int, rule: str, multitask: bool, se
         shared = Guard.load(result.out_dir)
         guards["multitask"] = {p: shared for p in policies}
         speed["multitask"] = result.examples_per_second
+        if specialist_options is not None:  # one-policy guards fine-tuned further from MultiTaskGuard's weights
+            guards["specialist"] = {}
+            for p in policies:
+                resolved = resolve_policies([p], [p])
+                config = make_config(list(resolved.values()), epochs=epochs, threshold_rule=rule, seed=seed,
+                                     **{**options, "base_model": str(result.out_dir), **specialist_options})
+                trained = train_guard(config, only_policies(splits["train"], [p]), only_policies(splits["validation"], [p]),
+                                      resolved, work / f"specialist_{p}", progress=False, everyday=everyday)
+                guards["specialist"][p] = Guard.load(trained.out_dir)
     pool_texts = {r["text"] for r in benign_pool(seed)}
     report = {kind: {p: score_devset(scorer, p, dev[p], pool_texts) for p, scorer in by_policy.items()} for kind, by_policy in guards.items()}
     report["train_examples_per_second"] = speed
@@ -127,6 +136,8 @@ def main() -> None:
                         help="a training option for every guard (a TrainConfig field, e.g. length_buckets=false); repeatable")
     parser.add_argument("--no-everyday", dest="everyday", action="store_false",
                         help="calibrate fpr thresholds on each policy's own validation rows only, without the other policies' everyday rows")
+    parser.add_argument("--specialists", action="append", default=None, metavar="KEY=VALUE", nargs="?", const="",
+                        help="with --multitask: also one-policy guards fine-tuned from MultiTaskGuard, with these training options")
     parser.add_argument("--out", type=Path, default=Path("experiments/results/quality"))
     parser.add_argument("--keep", type=Path, default=None, help="keep the data and guards in this (new) directory")
     args = parser.parse_args()
@@ -134,16 +145,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)
         report = run(args.policies, args.n, args.epochs, args.threshold_rule, args.multitask, args.seed, work, options,
-                     args.cross_policy_share, args.everyday)
+                     args.cross_policy_share, args.everyday,
+                     None if args.specialists is None else dict(item.split("=", 1) for item in args.specialists if item))
     report["args"] = {k: str(v) for k, v in vars(args).items()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_quality.json").write_text(json.dumps(report, indent=2))
     columns = ("f1", "precision", "recall", "fpr", "fpr_benign_pool", "auprc", "recall_at_1pct_fpr", "recall_at_3pct_fpr")
     print("guard     policy              " + " ".join(f"{c[:10]:>10}" for c in columns))
-    for kind in ("single", "multitask", "tfidf"):
+    for kind in ("single", "multitask", "specialist", "tfidf"):
         for policy, m in report.get(kind, {}).items():
             print(f"{kind:<9} {policy:<19} " + " ".join(f"{m[c]:>10.3f}" for c in columns))
-    for kind in ("single", "multitask", "tfidf"):
+    for kind in ("single", "multitask", "specialist", "tfidf"):
         for policy, m in report.get(kind, {}).items():
             worst = list(m["per_source"].items())[:4]
             print(f"{kind} {policy}, most errors: " + "; ".join(f"{name} {v['errors']}/{v['n']}" for name, v in worst))
