@@ -48,6 +48,10 @@ class Plan:
     # one rule for the guards' calibration, the search's fitness thresholds and the TF-IDF baseline, so
     # every model in the report is read at thresholds placed the same way (docs/guards.md, Threshold rules)
     threshold_rule: str = DEFAULT_THRESHOLD_RULE
+    # each single-policy guard is a specialist: MultiTaskGuard fine-tuned further on its policy's rows
+    # alone. Trained from the bare encoder on a few hundred rows, the topic guards ranked real prompts
+    # barely above chance (docs/guards.md, "Specialists"); all candidates then also share one basin
+    singles_from_multitask: bool = True
 
 
 # The default draws n=1000 plus fitness_n=1200 template samples per policy; the templates' distinct texts
@@ -103,10 +107,7 @@ def run_quickstart(out: Path, fast: bool = False, say: Callable[[str], None] = p
     data = out / "data"
     fitness = out / "data_fitness"
     stages.run("synth", lambda: synthesize(policies, plan, data, fitness_dir=fitness))
-    guards = {}
-    for policy in policies:
-        guards[policy] = Path(stages.run(f"train_single_{policy}", lambda p=policy: train_policies(plan, data, out / "guards" / p, [p])))
-    guards["multitask"] = Path(stages.run("train_multitask", lambda: train_policies(plan, data, out / "guards" / "multitask", policies)))
+    guards = train_pool(plan, policies, data, out / "guards", stages)
     run_dir = out / "search"
     stages.run("search", lambda: search_stage(plan, guards, fitness / SEARCH_FILE, run_dir))
     stages.run("confirm", lambda: confirm_stage(run_dir, fitness / CONFIRMATION_FILE))
@@ -168,7 +169,18 @@ def synthesize(policies: list[str], plan: Plan, data: Path, backend=None, fitnes
     return {"counts": counts, "dir": str(data)}
 
 
-def train_policies(plan: Plan, data: Path, out_dir: Path, policies: list[str]) -> str:
+def train_pool(plan: Plan, policies: list[str], data: Path, out: Path, stages: Stages) -> dict[str, Path]:
+    """MultiTaskGuard over `policies` and one single-policy guard each (the plan's specialists of it, or
+    guards from the bare encoder), as the merge pool's candidates: {policy: dir, ..., "multitask": dir}."""
+    multitask = Path(stages.run("train_multitask", lambda: train_policies(plan, data, out / "multitask", policies)))
+    start = str(multitask) if plan.singles_from_multitask else None
+    guards = {p: Path(stages.run(f"train_single_{p}", lambda p=p: train_policies(plan, data, out / p, [p], start))) for p in policies}
+    return {**guards, "multitask": multitask}
+
+
+def train_policies(plan: Plan, data: Path, out_dir: Path, policies: list[str], start: str | None = None) -> str:
+    """Train a guard of `policies` on the plan's data, from `start` (a base encoder or a trained guard;
+    None: the plan's base)."""
     from trainers.data import everyday_rows, load_split, only_policies, resolve_policies
     from trainers.training import make_config, train_guard
 
@@ -176,7 +188,7 @@ def train_policies(plan: Plan, data: Path, out_dir: Path, policies: list[str]) -
     splits = {name: load_split(data, name) for name in ("train", "validation", "test")}
     split = {name: only_policies(rows, policies) for name, rows in splits.items()}
     resolved = resolve_policies(policies, policies)
-    config = make_config(list(resolved.values()), kind=kind, base_model=plan.base_model, epochs=plan.epochs,
+    config = make_config(list(resolved.values()), kind=kind, base_model=start or plan.base_model, epochs=plan.epochs,
                          max_length=plan.max_length, seed=plan.seed, truncate=True, threshold_rule=plan.threshold_rule)
     train_guard(config, split["train"], split["validation"], resolved, out_dir, test=split["test"], overwrite=False,
                 everyday=everyday_rows(splits["validation"], plan.threshold_rule))

@@ -133,7 +133,7 @@ def run_study(config: StudyConfig, out: Path, say: Callable[[str], None] = print
 # -- one seed ---------------------------------------------------------------------------------------
 
 def run_seed(config: StudyConfig, seed: int, out: Path, say: Callable[[str], None]) -> dict:
-    from experiments.quickstart import CONFIRMATION_FILE, SEARCH_FILE, confirm_stage, export_front, search_stage, synthesize, train_policies
+    from experiments.quickstart import CONFIRMATION_FILE, SEARCH_FILE, confirm_stage, export_front, search_stage, synthesize, train_policies, train_pool
 
     plan = config.plan(seed)
     policies = list(config.policies)
@@ -141,9 +141,7 @@ def run_seed(config: StudyConfig, seed: int, out: Path, say: Callable[[str], Non
     stages, data = Stages(out, say), out / "data"
     fitness = out / "data_fitness" if config.fitness_n else None
     stages.run("synth", lambda: synthesize(policies, plan, data, config.backend(), fitness_dir=fitness))
-    guards = {p: Path(stages.run(f"train_single_{p}", lambda p=p: train_policies(plan, data, out / "guards" / p, [p])))
-              for p in policies}
-    guards["multitask"] = Path(stages.run("train_multitask", lambda: train_policies(plan, data, out / "guards" / "multitask", policies)))
+    guards = train_pool(plan, policies, data, out / "guards", stages)
     held_out_guard = Path(stages.run("train_multitask_held_out",
                                      lambda: train_policies(plan, data, out / "guards" / "multitask_held_out", trained_on)))
     scoring = fitness / SEARCH_FILE if fitness else data / "validation.jsonl"

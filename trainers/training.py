@@ -120,10 +120,25 @@ INJECTION_RECIPE = {"learning_rate": 2e-4}
 
 
 def recipe_for(base_model: Optional[str], policies: Sequence[Policy] = ()) -> dict:
-    """Options a run trains best with where its caller leaves them unset: the base's, else those of its policies."""
+    """Options a run trains best with where its caller leaves them unset: the base's, else those of its
+    policies. A trained guard as the base (a specialist fine-tuned from MultiTaskGuard) continues at the
+    default learning rate with its own base encoder's other options: its weights are already trained,
+    and the higher rates are for moving an encoder far from its pretrained weights in few steps."""
     if str(base_model) in BASE_RECIPES:
         return BASE_RECIPES[str(base_model)]
+    trained = trained_guard_options(base_model)
+    if trained is not None:
+        return {k: v for k, v in recipe_for(trained.get("base_model")).items() if k != "learning_rate"}
     return INJECTION_RECIPE if policies and all(is_injection_policy(p) for p in policies) else {}
+
+
+def trained_guard_options(base_model: Optional[str]) -> Optional[dict]:
+    """The training options recorded in a guard directory's uniguard.json, or None where `base_model`
+    is not a guard (an encoder directory or a hub id)."""
+    meta = Path(str(base_model)) / GUARD_META_FILE if base_model is not None else None
+    if meta is None or not meta.is_file():
+        return None
+    return read_json(meta, f"delete or repair {meta}").get("training", {})
 
 
 def make_config(policies: Sequence[Policy] = (), **kwargs) -> TrainConfig:
