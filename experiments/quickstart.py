@@ -214,11 +214,10 @@ def search_config(plan: Plan, guards: dict[str, Path], validation: Path, strateg
     from engine.space import SpaceConfig
     from engine.strategies import StrategyConfig
     from fitness.evaluator import FitnessSettings
-    from uniguard.core.assets import resolve_model
 
     names = list(guards)
     return SearchConfig(
-        pool=PoolConfig(base=resolve_model(plan.base_model), candidates=tuple(str(guards[n]) for n in names),
+        pool=PoolConfig(base=pool_base(plan, guards), candidates=tuple(str(guards[n]) for n in names),
                         names=tuple(names), multitask="multitask"),
         data=DataConfig(validation=str(validation)),
         space=SpaceConfig(operators=operators, weight_groups=weight_groups,
@@ -229,6 +228,15 @@ def search_config(plan: Plan, guards: dict[str, Path], validation: Path, strateg
                                 max_length=plan.max_length, seed=plan.seed),  # None: the guards' own
         budget=plan.budget, workers=plan.workers,
     )
+
+
+def pool_base(plan: Plan, guards: dict[str, Path]) -> str:
+    """The checkpoint every candidate was fine-tuned from, so task vectors hold what each learnt there:
+    MultiTaskGuard for its specialists (measured against the bare encoder, every task vector would be
+    mostly MultiTaskGuard's own, and TIES or DARE trimming them would cut into it), else the encoder."""
+    from uniguard.core.assets import resolve_model
+
+    return str(guards["multitask"]) if plan.singles_from_multitask else resolve_model(plan.base_model)
 
 
 def search_stage(plan: Plan, guards: dict[str, Path], validation: Path, run_dir: Path, address: str | None = None, **space) -> dict:

@@ -255,3 +255,17 @@ def test_merging_into_a_wrong_destination_is_refused(pool):
     weights[name] = weights[name].t()  # wrong shape
     with pytest.raises(ValueError, match=name):
         merge_state_dict(pool, Recipe(operator="ties", weights=[1, 1, 1]), into=weights)
+
+
+def test_a_candidate_as_the_pool_base_has_a_zero_task_vector_and_merges_stay_exact(tiny_pool_dirs, tmp_path):
+    # specialists fine-tuned from MultiTaskGuard are measured against it: it is the base and a candidate
+    _, candidates = tiny_pool_dirs
+    pool = ModelPool.load(candidates[0], candidates)
+    assert pool.filled_from_candidates == [] and all(float(t[0].abs().max()) == 0 for t in pool.task_vectors.values())
+    ids = torch.tensor([[101, 2054, 2003, 1037, 3231, 102]])
+    for i in (0, 2):
+        one_hot = [1.0 if j == i else 0.0 for j in range(3)]
+        out = write_merged_model(pool, Recipe(operator="linear", weights=one_hot), tmp_path / f"m{i}")
+        assert torch.allclose(_logits(out, ids), _logits(candidates[i], ids), atol=1e-5)
+    ties = merge_state_dict(pool, Recipe(operator="ties", weights=[1.0, 1.0, 1.0], density=0.5))
+    assert all(torch.isfinite(t).all() for t in ties.values())

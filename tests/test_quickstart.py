@@ -63,3 +63,14 @@ def test_the_compact_uniguard_is_the_smallest_front_member_within_the_f1_budget(
     assert compact_member(front, uniguard).hash == "small"  # 0.04 below; "tiny" is a size point, not a guard
     assert compact_member(front, uniguard, budget=0.03).hash == "mid"
     assert compact_member(front, uniguard, budget=0.01) is None  # only UniGuard itself is that good
+
+
+def test_the_pool_base_is_the_checkpoint_the_candidates_were_fine_tuned_from():
+    from dataclasses import replace
+
+    from experiments.quickstart import PLANS, pool_base
+    from uniguard.core.assets import default_base_model_dir
+
+    guards = {"prompt_injection": "g/pi", "multitask": "g/mtg"}
+    assert pool_base(PLANS["default"], guards) == "g/mtg"  # specialists of MultiTaskGuard
+    assert pool_base(replace(PLANS["default"], singles_from_multitask=False), guards) == str(default_base_model_dir())

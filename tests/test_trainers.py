@@ -422,3 +422,23 @@ def test_training_attention_is_eager_on_the_cpu_unless_chosen_and_saved_guards_i
     result = train_guard(config(tiny_base, epochs=1), make_examples(16, 0), make_examples(8, 1), policies, tmp_path / "g", progress=False)
     assert "eager" not in (result.out_dir / "config.json").read_text()
     assert Guard.load(result.out_dir).model.config._attn_implementation == "sdpa"
+
+
+def test_a_specialist_starts_from_a_trained_guard_and_continues_at_the_default_learning_rate(tiny_base, policies, tmp_path):
+    train_guard(config(tiny_base, epochs=1), make_examples(32, 0), make_examples(8, 1), policies, tmp_path / "mtg", progress=False)
+    injection = load_policy("prompt_injection")
+    assert make_config([injection], base_model=tiny_base, learning_rate=None).learning_rate == 2e-4  # an encoder: the policy's recipe
+    assert make_config([injection], base_model=str(tmp_path / "mtg"), learning_rate=None).learning_rate == 5e-5
+    # from the guard's weights, head included: at a vanishing learning rate the specialist is the guard
+    train_guard(config(str(tmp_path / "mtg"), epochs=1, learning_rate=1e-12), make_examples(32, 2), make_examples(8, 3), policies,
+                tmp_path / "specialist", progress=False)
+    start, specialist = weights(tmp_path / "mtg"), weights(tmp_path / "specialist")
+    assert "classifier.weight" in start and set(start) == set(specialist)
+    assert all(torch.allclose(start[name], specialist[name], atol=1e-6) for name in start)
+    assert json.loads((tmp_path / "specialist" / "uniguard.json").read_text())["training"]["base_model"] == str(tmp_path / "mtg")
+
+
+def test_a_specialist_of_a_multilingual_guard_keeps_its_encoders_frozen_embeddings(tmp_path):
+    (tmp_path / "uniguard.json").write_text(json.dumps({"training": {"base_model": "multilingual-e5-small-q4"}, "thresholds": {"p": 0.5}}))
+    options = make_config(base_model=str(tmp_path), learning_rate=None, freeze_word_embeddings=None)
+    assert options.freeze_word_embeddings and options.learning_rate == 5e-5

@@ -133,12 +133,13 @@ def recipe_for(base_model: Optional[str], policies: Sequence[Policy] = ()) -> di
 
 
 def trained_guard_options(base_model: Optional[str]) -> Optional[dict]:
-    """The training options recorded in a guard directory's uniguard.json, or None where `base_model`
-    is not a guard (an encoder directory or a hub id)."""
-    meta = Path(str(base_model)) / GUARD_META_FILE if base_model is not None else None
-    if meta is None or not meta.is_file():
+    """The training options a trained guard's uniguard.json records ({} for a calibrated merge), or None
+    where `base_model` is not a trained guard (an encoder directory, a hub id, an uncalibrated model)."""
+    path = Path(str(base_model)) / GUARD_META_FILE if base_model is not None else None
+    if path is None or not path.is_file():
         return None
-    return read_json(meta, f"delete or repair {meta}").get("training", {})
+    meta = read_json(path, f"delete or repair {path}")
+    return meta.get("training", {}) if meta.get("training") or meta.get("thresholds") else None
 
 
 def make_config(policies: Sequence[Policy] = (), **kwargs) -> TrainConfig:
