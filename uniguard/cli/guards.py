@@ -209,9 +209,10 @@ def _train_options(
     typer.echo(f"saved guard to {result.out_dir} ({result.examples_per_second:.1f} training examples/s)")
 
 
-_BASE_HELP = "Base encoder: HF directory or hub id (default: offline MiniLM; multilingual-e5-small-q4 for the offline multilingual encoder)."
+_BASE_HELP = ("Base encoder: HF directory or hub id (default: offline MiniLM; multilingual-e5-small-q4 for the offline multilingual encoder), "
+              "or a trained guard to fine-tune further (a specialist of MultiTaskGuard, as the quickstart trains its single guards).")
 _LR_HELP = ("Peak AdamW learning rate (linear warm-up and decay); default 5e-5, 2e-4 for a guard of injection-style policies "
-            "alone (prompt_injection) and for multilingual-e5-small-q4.")
+            "alone (prompt_injection) and for multilingual-e5-small-q4; 5e-5 from a trained guard.")
 _FREEZE_HELP = "Keep the token embeddings as the base has them (default: the base's recipe; frozen for multilingual-e5-small-q4 only)."
 _DATA_HELP = "Data directory with train.jsonl and validation.jsonl (test.jsonl optional), e.g. from `uniguard synth`."
 
