@@ -64,6 +64,8 @@ class StudyConfig(BaseModel):
     metric: str = Field("guard_f1", description="the fitness metric the searches maximise (fitness/registry.py)")
     threshold_rule: str = Field(DEFAULT_THRESHOLD_RULE, description="how every guard's, search's and baseline's thresholds "
                                 "are placed (f1, balanced or fpr:TARGET)")
+    singles_from_multitask: bool = Field(True, description="train each single-policy guard as a specialist of MultiTaskGuard "
+                                         "(and measure the pool's task vectors from it); false: from the bare encoder")
     workers: int = Field(2, ge=1)
     address: str | None = Field(None, description="a Ray cluster for the searches; None = a local one")
     devset_rows: int = Field(60, ge=1)
@@ -99,7 +101,8 @@ class StudyConfig(BaseModel):
     def plan(self, seed: int) -> Plan:
         return Plan(policies=self.policies, n=self.n, epochs=self.epochs, max_length=self.max_length, budget=self.budget,
                     workers=self.workers, devset_rows=self.devset_rows, judge_rows=self.judge_rows, seed=seed,
-                    base_model=self.base_model, split=self.split, fitness_n=self.fitness_n, threshold_rule=self.threshold_rule)
+                    base_model=self.base_model, split=self.split, fitness_n=self.fitness_n, threshold_rule=self.threshold_rule,
+                    singles_from_multitask=self.singles_from_multitask)
 
     def backend(self):
         from synth.generate import BackendSpec

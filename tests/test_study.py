@@ -89,6 +89,10 @@ def test_a_two_seed_study_on_tiny_guards_writes_every_table_and_resumes(tmp_path
         # searched on their own scoring data, UniGuard chosen on the confirmation split
         assert all(0.0 <= s["uniguard_confirm_f1"] <= 1.0 for s in result["searches"].values())
     assert (out / "seed_0" / "search" / "bandit" / "confirmation.json").is_file()
+    # the single guards are MultiTaskGuard's specialists, and the pool measures task vectors from it
+    mtg = str(out / "seed_0" / "guards" / "multitask")
+    assert json.loads((out / "seed_0" / "guards" / "prompt_injection" / "uniguard.json").read_text())["training"]["base_model"] == mtg
+    assert yaml.safe_load((out / "seed_0" / "search" / "bandit" / "search.yaml").read_text())["pool"]["base"] == mtg
     assert "UniGuard confirmation F1" in text and "is met in" in text
     # each seed has its own synthetic data (and so its own guards): the spread over seeds means something
     assert (out / "seed_0" / "data" / "train.jsonl").read_text() != (out / "seed_1" / "data" / "train.jsonl").read_text()
@@ -114,3 +118,6 @@ def test_the_shipped_study_configs_load():
     confirmed = load_study_config(root / "study_confirmed.yaml")  # issue 18's scale: >= 5 seeds, >= 64 recipes per arm
     assert len(confirmed.seeds) >= 5 and confirmed.budget >= 64 and confirmed.fitness_n > 0
     assert {"tsv", "iso_c", "iso_cts", "lines", "regmean", "fisher"} <= set(confirmed.operators)
+    specialists = load_study_config(root / "study_specialists.yaml")  # the same study, the single guards as specialists
+    assert specialists.model_dump(exclude={"singles_from_multitask"}) == confirmed.model_dump(exclude={"singles_from_multitask"})
+    assert specialists.singles_from_multitask and not confirmed.singles_from_multitask
