@@ -10,6 +10,7 @@ candidate best *there*. RUN/confirmation.json keeps search and confirmation scor
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -51,7 +52,8 @@ def confirm(run: RunDir, data: str | Path, top: int = 5) -> list[Confirmation]:
 
     config = run.config()
     setup = prepare(config, data)
-    torch.set_num_threads(config.fitness.threads)
+    # one process scores every candidate here, not a worker among others: it may use every core
+    torch.set_num_threads(max(config.fitness.threads, os.cpu_count() or 1))
     settings = config.fitness.model_copy(update={"racing": (1.0,)})  # every candidate on all the data
     scorer = RecipeScorer(setup.pool, setup.eval_set, AutoTokenizer.from_pretrained(setup.tokenizer_dir), settings)
     results = []
