@@ -90,14 +90,20 @@ def run(policies: list[str], n: int, epochs: int, rule: str, multitask: bool, se
     everyday = everyday_rows(splits["validation"], rule) if with_everyday else []  # calibration rows, as the quickstart passes them
     guards: dict[str, dict[str, object]] = {"single": {}, "tfidf": {}}
     speed: dict[str, float] = {}
-    for p in policies:
-        train, val = only_policies(splits["train"], [p]), only_policies(splits["validation"], [p])
+
+    def train_single(p: str, out_dir: Path, **extra):
+        """One policy's guard at the policy's recipe, as the quickstart trains it; `extra` overrides options."""
         resolved = resolve_policies([p], [p])
-        config = make_config(list(resolved.values()), epochs=epochs, threshold_rule=rule, seed=seed, **options)  # the policy's recipe, as the quickstart trains it
-        result = train_guard(config, train, val, resolved, work / p, progress=False, everyday=everyday)
+        config = make_config(list(resolved.values()), epochs=epochs, threshold_rule=rule, seed=seed, **{**options, **extra})
+        return train_guard(config, only_policies(splits["train"], [p]), only_policies(splits["validation"], [p]), resolved,
+                           out_dir, progress=False, everyday=everyday)
+
+    for p in policies:
+        result = train_single(p, work / p)
         guards["single"][p] = Guard.load(result.out_dir)
         speed[p] = result.examples_per_second
-        guards["tfidf"][p] = TfidfBaseline(threshold_rule=rule, everyday=with_everyday).fit(train, splits["validation"])
+        guards["tfidf"][p] = TfidfBaseline(threshold_rule=rule, everyday=with_everyday).fit(
+            only_policies(splits["train"], [p]), splits["validation"])
     if multitask:
         resolved = resolve_policies(policies, policies)
         config = make_config(list(resolved.values()), kind="multitask", epochs=epochs, threshold_rule=rule, seed=seed, **options)
@@ -107,14 +113,8 @@ def run(policies: list[str], n: int, epochs: int, rule: str, multitask: bool, se
         guards["multitask"] = {p: shared for p in policies}
         speed["multitask"] = result.examples_per_second
         if specialist_options is not None:  # one-policy guards fine-tuned further from MultiTaskGuard's weights
-            guards["specialist"] = {}
-            for p in policies:
-                resolved = resolve_policies([p], [p])
-                config = make_config(list(resolved.values()), epochs=epochs, threshold_rule=rule, seed=seed,
-                                     **{**options, "base_model": str(result.out_dir), **specialist_options})
-                trained = train_guard(config, only_policies(splits["train"], [p]), only_policies(splits["validation"], [p]),
-                                      resolved, work / f"specialist_{p}", progress=False, everyday=everyday)
-                guards["specialist"][p] = Guard.load(trained.out_dir)
+            guards["specialist"] = {p: Guard.load(train_single(p, work / f"specialist_{p}", base_model=str(result.out_dir),
+                                                               **specialist_options).out_dir) for p in policies}
     pool_texts = {r["text"] for r in benign_pool(seed)}
     report = {kind: {p: score_devset(scorer, p, dev[p], pool_texts) for p, scorer in by_policy.items()} for kind, by_policy in guards.items()}
     report["train_examples_per_second"] = speed
