@@ -2,6 +2,7 @@
 
     python -m experiments.threshold_rules RUN_DIR [RUN_DIR ...] [--threads 2]
     python -m experiments.threshold_rules --quickstart OUT [--json FILE]
+    python -m experiments.threshold_rules --quickstart OUT --pools [--json FILE]
 
 A RUN_DIR holds `data_s{SEED}/` data directories (train, validation, test from `uniguard synth`) and,
 optionally, `guard_s{SEED}/` guards trained on them: the layout `experiments.guard_vs_tfidf --out`
@@ -15,6 +16,11 @@ With --quickstart, the guards of a `uniguard quickstart --out OUT` run instead: 
 guard on its own policy, MultiTaskGuard and UniGuard on every policy with a dev set. Each policy's
 threshold is set by each rule (QUICKSTART_RULES) on that policy's rows of OUT/data/validation.jsonl,
 then read on the policy's whole real dev set; one JSON line per guard and policy.
+
+With --pools (and --quickstart), the same guards under the fpr:0.03 rule with three calibration pools
+of benign rows: the policy's own validation rows only; plus the other policies' everyday
+(out_of_domain) rows (the default before 2026-12-04); plus the other policies' shared benign rows
+(`trainers.data.shared_benign_rows`, the default now). Means per guard kind close the output.
 """
 
 from __future__ import annotations
@@ -94,16 +100,64 @@ def quickstart_rules(out: Path) -> dict:
     return results
 
 
+POOL_RULE = "fpr:0.03"
+
+
+def calibration_pools(out: Path) -> dict:
+    """{"guard/policy": {pool: {f1, fpr, recall, threshold} on the real dev set}} for a quickstart run's guards."""
+    from synth.samples import OUT_OF_DOMAIN
+    from trainers.data import Example, load_split, resolve_policies, shared_benign_rows
+    from fitness.devsets import devset_names, load_devset
+    from fitness.evaluate import score_examples
+    from trainers.runtime import load_guard
+
+    validation = load_split(out / "data", "validation")
+    shared = shared_benign_rows(validation, POOL_RULE)
+    pools = {"own": lambda p: [],
+             "everyday": lambda p: [e for e in validation if e.policy != p and e.kind == OUT_OF_DOMAIN and e.label == 0],
+             "shared": lambda p: [e for e in shared if e.policy != p]}
+    dev = {name: [Example(r["text"], r["label"], r["policy"]) for r in load_devset(name, 0) if r["policy"] == name]
+           for name in devset_names()}
+    kinds = {"multitask": out / "guards" / "multitask", "uniguard": out / "exports" / "uniguard"}
+    guards = [("single", p, out / "guards" / p, [p]) for p in dev if (out / "guards" / p).is_dir()]
+    guards += [(kind, kind, path, [p for p in dev if (out / "guards" / p).is_dir()]) for kind, path in kinds.items() if path.is_dir()]
+    results, by_kind = {}, defaultdict(lambda: defaultdict(list))
+    for kind, name, path, policies in guards:
+        guard = load_guard(path)
+        for policy in policies:
+            policy_map = resolve_policies([policy], [policy])
+            own = [e for e in validation if e.policy == policy]
+            extra = list(dict.fromkeys(e.text for pool in pools.values() for e in pool(policy)))  # each text scored once
+            scored = dict(zip(extra, guard.score(extra, policy_map[policy]))) if extra else {}
+            own_labels, own_scores = [e.label for e in own], list(score_examples(guard, own, policy_map))
+            labels, scores = np.array([e.label for e in dev[policy]]), score_examples(guard, dev[policy], policy_map)
+            row = {"dev_rows": len(labels), "dev_violating": int(labels.sum())}
+            for pool, rows_of in pools.items():
+                rows = rows_of(policy)
+                threshold = best_threshold(own_labels + [0] * len(rows), own_scores + [scored[e.text] for e in rows], POOL_RULE)[0]
+                metrics = binary_metrics(labels, scores, threshold)
+                row[pool] = {"benign_rows": own_labels.count(0) + len(rows), "threshold": round(float(threshold), 4),
+                             **{m: round(metrics[m], 3) for m in ("f1", "fpr", "recall")}}
+                for m in ("f1", "fpr", "recall"):
+                    by_kind[kind][pool, m].append(metrics[m])
+            results[f"{name}/{policy}"] = row
+            print(json.dumps({"guard": name, "policy": policy, **row}), flush=True)
+    results["mean"] = {kind: {f"{pool} {m}": round(float(np.mean(v)), 3) for (pool, m), v in cells.items()} for kind, cells in by_kind.items()}
+    print(json.dumps({"mean": results["mean"]}))
+    return results
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("runs", nargs="*", type=Path)
     ap.add_argument("--quickstart", type=Path, help="a `uniguard quickstart --out` directory instead of RUN_DIRs")
     ap.add_argument("--json", type=Path, help="with --quickstart: also write the results here")
+    ap.add_argument("--pools", action="store_true", help="with --quickstart: compare calibration pools instead of rules")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.quickstart:
-        results = quickstart_rules(args.quickstart)
+        results = (calibration_pools if args.pools else quickstart_rules)(args.quickstart)
         if args.json:
             args.json.write_text(json.dumps(results, indent=1))
         return

@@ -408,6 +408,24 @@ def test_threshold_rules_experiment_compares_both_rules(tiny_base, tmp_path, cap
     assert rows["tfidf", "f1"]["test_f1"] == rows["tfidf", "balanced"]["test_f1"] == 1.0
 
 
+def test_threshold_rules_experiment_compares_calibration_pools(tiny_base, tmp_path, capsys):
+    import shutil
+
+    from experiments.threshold_rules import main
+
+    everyday = [Example(f"what a lovely day {i}", 0, "violence_weapons", kind="out_of_domain") for i in range(3)]
+    lookalike = [Example(f"how do I kill a python process {i}", 0, "violence_weapons", kind="borderline") for i in range(4)]
+    write_data_dir(tmp_path / "qs" / "data", {"train": make_examples(8, 0), "validation": make_examples(16, 1) + everyday + lookalike})
+    shutil.copytree(tiny_base, tmp_path / "qs" / "guards" / "prompt_injection")
+    main(["--quickstart", str(tmp_path / "qs"), "--pools", "--threads", "1"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    (row,) = [r for r in lines if r.get("guard") == "prompt_injection"]
+    own_benign = sum(e.label == 0 for e in make_examples(16, 1))
+    assert [row[pool]["benign_rows"] for pool in ("own", "everyday", "shared")] == [own_benign, own_benign + 3, own_benign + 7]
+    assert all(0 <= row[pool]["fpr"] <= 1 for pool in ("own", "everyday", "shared"))
+    assert set(lines[-1]["mean"]["single"]) == {f"{pool} {m}" for pool in ("own", "everyday", "shared") for m in ("f1", "fpr", "recall")}
+
+
 def test_length_buckets_keep_every_row_once_and_each_batch_class_mix():
     """Buckets cut the padding, cover each row exactly once, are a pure function of (seed, epoch) for
     resuming, and mix classes in every batch even where labels correlate with length (positives long)."""
