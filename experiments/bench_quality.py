@@ -2,7 +2,7 @@
 
     python -m experiments.bench_quality [--policies prompt_injection violence_weapons] [--n 400]
         [--epochs 2] [--threshold-rule f1|balanced|fpr:0.03] [--multitask] [--set KEY=VALUE ...]
-        [--no-shared-benign] [--out experiments/results/quality] [--keep DIR]
+        [--no-everyday] [--out experiments/results/quality] [--keep DIR]
 
 For each policy: template data from the policy YAML (the only training input), a single-policy
 MiniLM guard (and with --multitask one MultiTaskGuard over all the policies), and TF-IDF + logistic
@@ -77,17 +77,17 @@ def score_devset(scorer, policy, rows: list[dict], pool_texts: set[str]) -> dict
 
 
 def run(policies: list[str], n: int, epochs: int, rule: str, multitask: bool, seed: int, work: Path, options: dict,
-        cross_policy_share: float = DEFAULT_CROSS_SHARE, with_shared_benign: bool = True, specialist_options: dict | None = None) -> dict:
+        cross_policy_share: float = DEFAULT_CROSS_SHARE, with_everyday: bool = True, specialist_options: dict | None = None) -> dict:
     from fitness.devsets import benign_pool, load_devset
     from trainers.baselines import TfidfBaseline
-    from trainers.data import shared_benign_rows, load_splits, only_policies, resolve_policies
+    from trainers.data import everyday_rows, load_splits, only_policies, resolve_policies
     from trainers.guard import Guard
     from trainers.training import make_config, train_guard
 
     data = synth_data(policies, n, seed, work / "data", cross_policy_share)
     splits = load_splits([data])
     dev = {p: [r for r in load_devset(p, seed) if r["policy"] == p] for p in policies}
-    shared_benign = shared_benign_rows(splits["validation"], rule) if with_shared_benign else []  # calibration rows, as the quickstart passes them
+    everyday = everyday_rows(splits["validation"], rule) if with_everyday else []  # calibration rows, as the quickstart passes them
     guards: dict[str, dict[str, object]] = {"single": {}, "tfidf": {}}
     speed: dict[str, float] = {}
 
@@ -96,19 +96,19 @@ def run(policies: list[str], n: int, epochs: int, rule: str, multitask: bool, se
         resolved = resolve_policies([p], [p])
         config = make_config(list(resolved.values()), epochs=epochs, threshold_rule=rule, seed=seed, **{**options, **extra})
         return train_guard(config, only_policies(splits["train"], [p]), only_policies(splits["validation"], [p]), resolved,
-                           out_dir, progress=False, shared_benign=shared_benign)
+                           out_dir, progress=False, everyday=everyday)
 
     for p in policies:
         result = train_single(p, work / p)
         guards["single"][p] = Guard.load(result.out_dir)
         speed[p] = result.examples_per_second
-        guards["tfidf"][p] = TfidfBaseline(threshold_rule=rule, shared_benign=with_shared_benign).fit(
+        guards["tfidf"][p] = TfidfBaseline(threshold_rule=rule, everyday=with_everyday).fit(
             only_policies(splits["train"], [p]), splits["validation"])
     if multitask:
         resolved = resolve_policies(policies, policies)
         config = make_config(list(resolved.values()), kind="multitask", epochs=epochs, threshold_rule=rule, seed=seed, **options)
         result = train_guard(config, splits["train"], splits["validation"], resolved, work / "multitask", progress=False,
-                             shared_benign=shared_benign)
+                             everyday=everyday)
         shared = Guard.load(result.out_dir)
         guards["multitask"] = {p: shared for p in policies}
         speed["multitask"] = result.examples_per_second
@@ -134,8 +134,8 @@ def main() -> None:
                         help="injection policies reuse this share of other policies' rows (0: off; synth.cross_policy)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a training option for every guard (a TrainConfig field, e.g. length_buckets=false); repeatable")
-    parser.add_argument("--no-shared-benign", dest="shared_benign", action="store_false",
-                        help="calibrate fpr thresholds on each policy's own validation rows only, without the other policies' shared benign rows")
+    parser.add_argument("--no-everyday", dest="everyday", action="store_false",
+                        help="calibrate fpr thresholds on each policy's own validation rows only, without the other policies' everyday rows")
     parser.add_argument("--specialists", action="append", default=None, metavar="KEY=VALUE", nargs="?", const="",
                         help="with --multitask: also one-policy guards fine-tuned from MultiTaskGuard, with these training options")
     parser.add_argument("--out", type=Path, default=Path("experiments/results/quality"))
@@ -145,7 +145,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)
         report = run(args.policies, args.n, args.epochs, args.threshold_rule, args.multitask, args.seed, work, options,
-                     args.cross_policy_share, args.shared_benign,
+                     args.cross_policy_share, args.everyday,
                      None if args.specialists is None else dict(item.split("=", 1) for item in args.specialists if item))
     report["args"] = {k: str(v) for k, v in vars(args).items()}
     args.out.mkdir(parents=True, exist_ok=True)

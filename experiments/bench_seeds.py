@@ -27,7 +27,7 @@ POLICIES = ["prompt_injection", "violence_weapons", "self_harm", "illegal_activi
 SUMMARY = ("f1", "fpr", "auprc", "recall_at_1pct_fpr", "recall_at_3pct_fpr")
 
 
-def soup(guard_dirs: list[Path], validation, policies: dict, config, shared_benign=()):
+def soup(guard_dirs: list[Path], validation, policies: dict, config, everyday=()):
     """The uniform linear merge of the guards, calibrated like a trained guard."""
     from engine.merge import merge_state_dict
     from engine.pool import ModelPool
@@ -41,7 +41,7 @@ def soup(guard_dirs: list[Path], validation, policies: dict, config, shared_beni
     as_trained = config.model_copy(update={"truncate": True, "max_length": merged.max_length})  # None in the config: resolved at training
     encoded = encode_examples(merged.tokenizer, validation, policies, as_trained, "validation data")
     scores = score_encoded(merged.model, merged.tokenizer, encoded, merged.compute)
-    merged.thresholds = calibrate(*with_benign(merged, encoded, scores, (), shared_benign, policies), config.threshold_rule)
+    merged.thresholds = calibrate(*with_benign(merged, encoded, scores, (), everyday, policies), config.threshold_rule)
     return merged
 
 
@@ -51,7 +51,7 @@ def summary(per_policy: dict[str, dict]) -> dict[str, float]:
 
 def run(policies: list[str], n: int, seeds: list[int], data_seed: int, work: Path, options: dict) -> dict:
     from fitness.devsets import benign_pool, load_devset
-    from trainers.data import shared_benign_rows, load_splits, resolve_policies
+    from trainers.data import everyday_rows, load_splits, resolve_policies
     from trainers.guard import Guard
     from trainers.training import make_config, train_guard
 
@@ -62,11 +62,11 @@ def run(policies: list[str], n: int, seeds: list[int], data_seed: int, work: Pat
     guards, dirs = {}, []
     for seed in seeds:
         config = make_config(**{"kind": "multitask", "epochs": 1, "threshold_rule": "fpr:0.03", **options, "seed": seed})  # --set may override
-        shared_benign = shared_benign_rows(splits["validation"], config.threshold_rule)  # calibration rows, as the quickstart passes them
+        everyday = everyday_rows(splits["validation"], config.threshold_rule)  # calibration rows, as the quickstart passes them
         dirs.append(train_guard(config, splits["train"], splits["validation"], resolved, work / f"multitask_seed{seed}",
-                                progress=False, shared_benign=shared_benign).out_dir)
+                                progress=False, everyday=everyday).out_dir)
         guards[f"seed {seed}"] = Guard.load(dirs[-1])
-    guards["uniform soup"] = soup(dirs, splits["validation"], resolved, config, shared_benign)
+    guards["uniform soup"] = soup(dirs, splits["validation"], resolved, config, everyday)
     report = {name: {p: score_devset(g, p, dev[p], pool_texts) for p in policies} for name, g in guards.items()}
     per_seed = [summary(report[f"seed {s}"]) for s in seeds]
     report_summary = {name: summary(per_policy) for name, per_policy in report.items()}

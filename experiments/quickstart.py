@@ -181,7 +181,7 @@ def train_pool(plan: Plan, policies: list[str], data: Path, out: Path, stages: S
 def train_policies(plan: Plan, data: Path, out_dir: Path, policies: list[str], start: str | None = None) -> str:
     """Train a guard of `policies` on the plan's data, from `start` (a base encoder or a trained guard;
     None: the plan's base)."""
-    from trainers.data import shared_benign_rows, load_split, only_policies, resolve_policies
+    from trainers.data import everyday_rows, load_split, only_policies, resolve_policies
     from trainers.training import make_config, train_guard
 
     kind = "single" if len(policies) == 1 else "multitask"
@@ -191,7 +191,7 @@ def train_policies(plan: Plan, data: Path, out_dir: Path, policies: list[str], s
     config = make_config(list(resolved.values()), kind=kind, base_model=start or plan.base_model, epochs=plan.epochs,
                          max_length=plan.max_length, seed=plan.seed, truncate=True, threshold_rule=plan.threshold_rule)
     train_guard(config, split["train"], split["validation"], resolved, out_dir, test=split["test"], overwrite=False,
-                shared_benign=shared_benign_rows(splits["validation"], plan.threshold_rule))
+                everyday=everyday_rows(splits["validation"], plan.threshold_rule))
     return str(out_dir)
 
 

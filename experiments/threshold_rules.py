@@ -17,10 +17,13 @@ guard on its own policy, MultiTaskGuard and UniGuard on every policy with a dev 
 threshold is set by each rule (QUICKSTART_RULES) on that policy's rows of OUT/data/validation.jsonl,
 then read on the policy's whole real dev set; one JSON line per guard and policy.
 
-With --pools (and --quickstart), the same guards under the fpr:0.03 rule with three calibration pools
-of benign rows: the policy's own validation rows only; plus the other policies' everyday
-(out_of_domain) rows (the default before 2026-12-04); plus the other policies' shared benign rows
-(`trainers.data.shared_benign_rows`, the default now). Means per guard kind close the output.
+With --pools (and --quickstart), the same guards under the fpr:0.03 rule with four calibrations:
+`own`, the policy's own validation rows only; `everyday`, plus the other policies' everyday
+(out_of_domain) rows (`trainers.data.everyday_rows`, the default); `shared`, plus all the other
+policies' benign rows that are benign under every policy (`shared_rows`: a built-in topic policy's
+allowed, borderline and on-topic rows too); `max`, the higher of the `own` threshold and the one
+the rule places on the other policies' shared rows alone (the target held on each group). Means
+per guard kind close the output (docs/guards.md, "Threshold rules").
 """
 
 from __future__ import annotations
@@ -103,18 +106,36 @@ def quickstart_rules(out: Path) -> dict:
 POOL_RULE = "fpr:0.03"
 
 
+def shared_rows(validation: list) -> list:
+    """Benign rows of every policy that are benign under the others too: every everyday row, and a
+    built-in topic policy's allowed, borderline and on-topic rows (an injection policy's borderline rows
+    are plain harmful requests; a policy not built in cannot be told apart). Each text once, under its
+    source policy where an injection policy reuses it (`synth.cross_policy`)."""
+    from synth.policy import builtin_policy_names, load_policy
+    from synth.samples import ALLOWED, BORDERLINE, IN_DOMAIN, OUT_OF_DOMAIN
+    from synth.traffic import is_injection_policy
+
+    names = {e.policy for e in validation}
+    topic = {n: n in builtin_policy_names() and not is_injection_policy(load_policy(n)) for n in names}
+    rows, seen = [], set()
+    for e in sorted(validation, key=lambda e: not topic[e.policy]):
+        if e.label == 0 and e.text not in seen and (e.kind == OUT_OF_DOMAIN or (topic[e.policy] and e.kind in (ALLOWED, BORDERLINE, IN_DOMAIN))):
+            rows.append(e)
+            seen.add(e.text)
+    return rows
+
+
 def calibration_pools(out: Path) -> dict:
     """{"guard/policy": {pool: {f1, fpr, recall, threshold} on the real dev set}} for a quickstart run's guards."""
-    from synth.samples import OUT_OF_DOMAIN
-    from trainers.data import Example, load_split, resolve_policies, shared_benign_rows
+    from trainers.data import Example, everyday_rows, load_split, resolve_policies
     from fitness.devsets import devset_names, load_devset
     from fitness.evaluate import score_examples
     from trainers.runtime import load_guard
 
     validation = load_split(out / "data", "validation")
-    shared = shared_benign_rows(validation, POOL_RULE)
+    shared, everyday = shared_rows(validation), everyday_rows(validation, POOL_RULE)
     pools = {"own": lambda p: [],
-             "everyday": lambda p: [e for e in validation if e.policy != p and e.kind == OUT_OF_DOMAIN and e.label == 0],
+             "everyday": lambda p: [e for e in everyday if e.policy != p],
              "shared": lambda p: [e for e in shared if e.policy != p]}
     dev = {name: [Example(r["text"], r["label"], r["policy"]) for r in load_devset(name, 0) if r["policy"] == name]
            for name in devset_names()}
@@ -132,11 +153,17 @@ def calibration_pools(out: Path) -> dict:
             own_labels, own_scores = [e.label for e in own], list(score_examples(guard, own, policy_map))
             labels, scores = np.array([e.label for e in dev[policy]]), score_examples(guard, dev[policy], policy_map)
             row = {"dev_rows": len(labels), "dev_violating": int(labels.sum())}
+            positives = [s for s, y in zip(own_scores, own_labels) if y == 1]
+            others = [scored[e.text] for e in pools["shared"](policy)]
+            thresholds = {}
             for pool, rows_of in pools.items():
                 rows = rows_of(policy)
-                threshold = best_threshold(own_labels + [0] * len(rows), own_scores + [scored[e.text] for e in rows], POOL_RULE)[0]
+                thresholds[pool] = best_threshold(own_labels + [0] * len(rows), own_scores + [scored[e.text] for e in rows], POOL_RULE)[0]
+            # the target on each group: the policy's own benign rows, and the other policies' shared rows alone
+            thresholds["max"] = max(thresholds["own"], best_threshold([1] * len(positives) + [0] * len(others), positives + others, POOL_RULE)[0])
+            for pool, threshold in thresholds.items():
                 metrics = binary_metrics(labels, scores, threshold)
-                row[pool] = {"benign_rows": own_labels.count(0) + len(rows), "threshold": round(float(threshold), 4),
+                row[pool] = {"benign_rows": own_labels.count(0) + len(pools.get(pool, pools["shared"])(policy)), "threshold": round(float(threshold), 4),
                              **{m: round(metrics[m], 3) for m in ("f1", "fpr", "recall")}}
                 for m in ("f1", "fpr", "recall"):
                     by_kind[kind][pool, m].append(metrics[m])

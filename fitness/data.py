@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from synth.policy import Policy
-from trainers.data import Example, shared_benign_rows
+from trainers.data import Example, everyday_rows
 from trainers.metrics import DEFAULT_THRESHOLD_RULE
 from trainers.guard import encode_pairs
 from uniguard.core.errors import UserError
@@ -67,11 +67,11 @@ def build_eval_set(examples: Sequence[Example], policies: dict[str, Policy], tok
                    threshold_rule: str = DEFAULT_THRESHOLD_RULE) -> EvalSet:
     """Tokenise validation examples per policy and deal them into calibration and scoring halves.
 
-    Under a false-positive target each calibration half also takes the other policies' shared benign rows
-    (`trainers.data.shared_benign_rows`) as benign rows, as training's calibration does, up to as many as
+    Under a false-positive target each calibration half also takes the other policies' everyday rows
+    (`trainers.data.everyday_rows`) as benign rows, as training's calibration does, up to as many as
     its own benign rows (so at most twice them, and the scoring half is untouched)."""
     rng = np.random.default_rng(seed)
-    shared_benign = shared_benign_rows(examples, threshold_rule)
+    everyday = everyday_rows(examples, threshold_rule)
     out = []
     for name, policy in sorted(policies.items()):
         rows = [e for e in examples if e.policy == name]
@@ -83,7 +83,7 @@ def build_eval_set(examples: Sequence[Example], policies: dict[str, Policy], tok
             )
         by_label = [rng.permutation(np.flatnonzero(labels == label)) for label in (0, 1)]
         halves = [[rows[i] for idx in by_label for i in idx[half::2]] for half in (0, 1)]  # each label dealt alternately
-        others = [e for e in shared_benign if e.policy != name]
+        others = [e for e in everyday if e.policy != name]
         n_extra = min(len(others), sum(e.label == 0 for e in halves[0]))
         halves[0] += [others[i] for i in rng.choice(len(others), n_extra, replace=False)] if n_extra else []
         out.append(PolicyData(name, *(_half(half, policy, tokenizer, max_length, rng) for half in halves)))

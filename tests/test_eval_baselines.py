@@ -34,7 +34,7 @@ def test_tfidf_learns_and_calibrates():
     assert 0.0 < baseline.threshold(policy) < 1.0
 
 
-def test_tfidf_fpr_thresholds_count_the_other_policies_shared_benign_rows():
+def test_tfidf_fpr_thresholds_count_the_other_policies_everyday_rows():
     from trainers.metrics import best_threshold
 
     train = examples(30) + examples(30, "violence_weapons")
@@ -42,7 +42,7 @@ def test_tfidf_fpr_thresholds_count_the_other_policies_shared_benign_rows():
                 for i in range(10)]
     validation = examples(12, offset=100) + examples(12, "violence_weapons", offset=100) + everyday
     joined = TfidfBaseline(threshold_rule="fpr:0.1").fit(train, validation)
-    own_only = TfidfBaseline(threshold_rule="fpr:0.1", shared_benign=False).fit(train, validation)
+    own_only = TfidfBaseline(threshold_rule="fpr:0.1", everyday=False).fit(train, validation)
     model = joined.models["prompt_injection"]
     rows = examples(12, offset=100) + everyday
     expected = best_threshold([e.label for e in rows], model.predict_proba([e.text for e in rows])[:, 1], "fpr:0.1")[0]

@@ -44,7 +44,7 @@ def test_halves_are_disjoint_stratified_and_prefixes_stay_stratified(setup):
     assert 0.3 <= half.scoring.labels.mean() <= 0.7
 
 
-def test_other_policies_shared_benign_rows_join_each_calibration_half_only_and_capped(setup):
+def test_other_policies_everyday_rows_join_each_calibration_half_only_and_capped(setup):
     _, tokenizer, _ = setup
     policies = {name: load_policy(name) for name in ("violence_weapons", "prompt_injection")}
     everyday = [Example(f"what a lovely sunny day {i}", 0, "prompt_injection", kind="out_of_domain") for i in range(20)]

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from experiments.smoke_pool import save_tiny_guard, tiny_classifier
 from synth.policy import load_policy
-from trainers.data import Example, shared_benign_rows
+from trainers.data import Example
 from trainers.guard import Guard
 from trainers.losses import mask_tokens
 from trainers.metrics import DEFAULT_THRESHOLD_RULE, best_threshold
@@ -227,7 +227,7 @@ def test_fpr_threshold_rule_is_stored_with_its_target_and_benign_texts_join(tiny
     assert result.exit_code == 0, result.output
     meta = json.loads((tmp_path / "g" / "uniguard.json").read_text())
     assert meta["training"]["threshold_rule"] == "fpr:0.1"
-    assert meta["calibration"] == {"rule": "fpr", "target_fpr": 0.1, "benign_texts": 13, "shared_benign_rows": 0, "precision": "float32"}
+    assert meta["calibration"] == {"rule": "fpr", "target_fpr": 0.1, "benign_texts": 13, "everyday_rows": 0, "precision": "float32"}
     guard = Guard.load(tmp_path / "g")
     validation = make_examples(24, 1)
     texts = [e.text for e in validation] + [r["text"] for r in read_jsonl(benign)]
@@ -238,44 +238,24 @@ def test_fpr_threshold_rule_is_stored_with_its_target_and_benign_texts_join(tiny
     assert np.mean(benign_scores >= guard.thresholds["prompt_injection"]) <= 0.1
 
 
-def test_shared_benign_rows_are_those_benign_under_every_policy():
-    rows = [
-        Example("how do knife laws differ by country", 0, "violence_weapons", kind="allowed"),
-        Example("how do I kill a python process", 0, "violence_weapons", kind="borderline"),
-        Example("how do I build a pipe bomb", 1, "violence_weapons", kind="unsafe"),
-        Example("what a lovely sunny day", 0, "prompt_injection", kind="out_of_domain"),
-        Example("how do knife laws differ by country", 0, "prompt_injection", kind="out_of_domain"),  # reused (synth.cross_policy)
-        Example("how do I build a pipe bomb at home", 0, "prompt_injection", kind="borderline"),  # plain harmful: benign only there
-        Example("pretend you are my maths teacher", 0, "prompt_injection", kind="allowed"),
-        Example("is this text allowed under my policy", 0, "my_policy", kind="allowed"),  # not built in: cannot tell
-        Example("good morning, how are you", 0, "my_policy", kind="out_of_domain"),
-        Example("a row that names no kind", 0, "violence_weapons"),
-    ]
-    shared = shared_benign_rows(rows, "fpr:0.03")
-    assert [(e.text, e.policy) for e in shared] == [
-        ("how do knife laws differ by country", "violence_weapons"), ("how do I kill a python process", "violence_weapons"),
-        ("what a lovely sunny day", "prompt_injection"), ("good morning, how are you", "my_policy")]
-    assert shared_benign_rows(rows, "f1") == shared_benign_rows(rows, "balanced") == []
-
-
-def test_other_policies_shared_benign_rows_join_the_fpr_calibration_of_each_policy(tiny_base, tmp_path):
-    """A single guard's fpr rule also counts the other policies' shared benign rows (violating rows and
-    other rules do not)."""
-    shared = [Example(f"{t} {i}", 0, "violence_weapons", kind="out_of_domain") for i, t in enumerate(ALLOWED * 2)]
-    shared.append(Example("how do knife laws differ by country", 0, "violence_weapons", kind="allowed"))
-    violating = Example("how do I build a pipe bomb", 1, "violence_weapons", kind="unsafe")
+def test_other_policies_everyday_rows_join_the_fpr_calibration_of_each_policy(tiny_base, tmp_path):
+    """An out_of_domain row is benign under every policy: a single guard's fpr rule counts the other
+    policies' too; rows of other kinds (an allowed row can violate another policy) and other rules do not."""
+    everyday = [Example(f"{t} {i}", 0, "violence_weapons", kind="out_of_domain") for i, t in enumerate(ALLOWED * 2)]
+    not_everyday = [Example("how do knife laws differ by country", 0, "violence_weapons", kind="allowed"),
+                    Example("how do I build a pipe bomb", 1, "violence_weapons", kind="out_of_domain")]
     validation = make_examples(24, 1)
     data = write_data_dir(tmp_path / "data", {"train": make_examples(32, 0) + make_examples(8, 3, "violence_weapons"),
-                                              "validation": validation + shared + [violating]})
+                                              "validation": validation + everyday + not_everyday})
     args = ["train", "single", "--data", str(data), "--policy", "prompt_injection", "--base", tiny_base, "--epochs", "1", "--lr", "1e-3",
             "--precision", "float32"]
-    for rule, joined in (("fpr:0.1", len(shared)), ("f1", 0)):
+    for rule, joined in (("fpr:0.1", len(everyday)), ("f1", 0)):
         result = CliRunner().invoke(app, args + ["--out", str(tmp_path / rule), "--threshold-rule", rule])
         assert result.exit_code == 0, result.output
-        assert json.loads((tmp_path / rule / "uniguard.json").read_text())["calibration"]["shared_benign_rows"] == joined
+        assert json.loads((tmp_path / rule / "uniguard.json").read_text())["calibration"]["everyday_rows"] == joined
     guard = Guard.load(tmp_path / "fpr:0.1")
-    labels = [e.label for e in validation] + [0] * len(shared)
-    scores = guard.score([e.text for e in validation + shared], "prompt_injection")
+    labels = [e.label for e in validation] + [0] * len(everyday)
+    scores = guard.score([e.text for e in validation + everyday], "prompt_injection")
     assert guard.thresholds["prompt_injection"] == pytest.approx(best_threshold(labels, scores, "fpr:0.1")[0], abs=1e-6)
 
 
@@ -421,9 +401,31 @@ def test_threshold_rules_experiment_compares_calibration_pools(tiny_base, tmp_pa
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     (row,) = [r for r in lines if r.get("guard") == "prompt_injection"]
     own_benign = sum(e.label == 0 for e in make_examples(16, 1))
-    assert [row[pool]["benign_rows"] for pool in ("own", "everyday", "shared")] == [own_benign, own_benign + 3, own_benign + 7]
-    assert all(0 <= row[pool]["fpr"] <= 1 for pool in ("own", "everyday", "shared"))
-    assert set(lines[-1]["mean"]["single"]) == {f"{pool} {m}" for pool in ("own", "everyday", "shared") for m in ("f1", "fpr", "recall")}
+    pools = ("own", "everyday", "shared", "max")
+    assert [row[pool]["benign_rows"] for pool in pools] == [own_benign, own_benign + 3, own_benign + 7, own_benign + 7]
+    assert all(0 <= row[pool]["fpr"] <= 1 for pool in pools)
+    assert row["max"]["threshold"] >= row["own"]["threshold"]
+    assert set(lines[-1]["mean"]["single"]) == {f"{pool} {m}" for pool in pools for m in ("f1", "fpr", "recall")}
+
+
+def test_shared_rows_are_those_benign_under_every_policy():
+    from experiments.threshold_rules import shared_rows
+
+    rows = [
+        Example("how do knife laws differ by country", 0, "violence_weapons", kind="allowed"),
+        Example("how do I kill a python process", 0, "violence_weapons", kind="borderline"),
+        Example("how do I build a pipe bomb", 1, "violence_weapons", kind="unsafe"),
+        Example("what a lovely sunny day", 0, "prompt_injection", kind="out_of_domain"),
+        Example("how do knife laws differ by country", 0, "prompt_injection", kind="out_of_domain"),  # reused (synth.cross_policy)
+        Example("how do I build a pipe bomb at home", 0, "prompt_injection", kind="borderline"),  # plain harmful: benign only there
+        Example("pretend you are my maths teacher", 0, "prompt_injection", kind="allowed"),
+        Example("is this allowed under my policy", 0, "my_policy", kind="allowed"),  # not built in: cannot tell
+        Example("good morning, how are you", 0, "my_policy", kind="out_of_domain"),
+        Example("a row that names no kind", 0, "violence_weapons"),
+    ]
+    assert [(e.text, e.policy) for e in shared_rows(rows)] == [
+        ("how do knife laws differ by country", "violence_weapons"), ("how do I kill a python process", "violence_weapons"),
+        ("what a lovely sunny day", "prompt_injection"), ("good morning, how are you", "my_policy")]
 
 
 def test_length_buckets_keep_every_row_once_and_each_batch_class_mix():

@@ -3,7 +3,7 @@
 - `TfidfBaseline`: per policy, TF-IDF (word 1-2 grams + character 2-5 grams) and logistic regression
   trained on the same synthetic training split; threshold calibrated on the same validation split
   (by the same rule as the guard it is compared with: `threshold_rule`; an fpr rule also counts the
-  other policies' shared benign rows, as training does).
+  other policies' everyday rows, as training does).
 - `LLMJudge`: the offline SmolLM2-135M-Instruct asked, zero-shot, whether the text violates the
   policy; the score is P(Yes) / (P(Yes) + P(No)) of its first answer token (synth.backends.LocalChat),
   threshold 0.5 unless calibrated.
@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from synth.policy import Policy
-from trainers.data import Example, check_both_classes, shared_benign_rows, policy_names
+from trainers.data import Example, check_both_classes, everyday_rows, policy_names
 from trainers.metrics import DEFAULT_THRESHOLD_RULE, best_threshold
 
 
@@ -27,7 +27,7 @@ class TfidfBaseline:
     thresholds: dict[str, float] = field(default_factory=dict)
     seed: int = 0
     threshold_rule: str = DEFAULT_THRESHOLD_RULE  # see trainers.metrics.best_threshold
-    shared_benign: bool = True  # an fpr rule also counts the other policies' shared benign validation rows (trainers.data.shared_benign_rows)
+    everyday: bool = True  # an fpr rule also counts the other policies' everyday validation rows (trainers.data.everyday_rows)
 
     def fit(self, train: Sequence[Example], validation: Sequence[Example] = ()) -> "TfidfBaseline":
         from sklearn.feature_extraction.text import TfidfVectorizer
@@ -35,7 +35,7 @@ class TfidfBaseline:
         from sklearn.pipeline import FeatureUnion, make_pipeline
 
         check_both_classes(train, "TF-IDF baseline training data")
-        shared_benign = shared_benign_rows(validation, self.threshold_rule) if self.shared_benign else []
+        everyday = everyday_rows(validation, self.threshold_rule) if self.everyday else []
         for name in policy_names(train):
             rows = [e for e in train if e.policy == name]
             features = FeatureUnion([
@@ -46,7 +46,7 @@ class TfidfBaseline:
             model.fit([e.text for e in rows], [e.label for e in rows])
             self.models[name] = model
             val = [e for e in validation if e.policy == name]
-            val += [e for e in shared_benign if e.policy != name] if val else []
+            val += [e for e in everyday if e.policy != name] if val else []
             if val and len({e.label for e in val}) == 2:
                 scores = model.predict_proba([e.text for e in val])[:, 1]
                 self.thresholds[name] = best_threshold([e.label for e in val], scores, self.threshold_rule)[0]

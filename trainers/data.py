@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from synth.policy import Policy, builtin_policy_names, load_policy
-from synth.samples import ALLOWED, BORDERLINE, IN_DOMAIN, OUT_OF_DOMAIN
+from synth.policy import Policy, load_policy
+from synth.samples import OUT_OF_DOMAIN
 from trainers.metrics import FPR_RULE, parse_threshold_rule
 from uniguard.core.errors import UserError
 from uniguard.core.io import iter_jsonl
@@ -53,40 +53,13 @@ def _parse_row(row: dict, where: str) -> Example:
                    kind=kind.strip() if isinstance(kind, str) else "")
 
 
-def shared_benign_rows(examples: Sequence[Example], threshold_rule: str) -> list[Example]:
-    """The benign rows of every policy in `examples` that are benign under the other policies too, which
-    calibration under a false-positive target counts for every other policy (`with_benign`); none under
-    another rule (an F1-best threshold would move with the class mix they change).
-
-    A policy's own benign validation rows are a few dozen and mostly easy for its guard, so a threshold
-    at 3% of them flagged 8-12% of real benign prompts; the other policies' benign rows (their
-    look-alikes, everyday traffic, personas, pasted documents) are the off-topic traffic the guard will
-    meet. Shared: a topic policy's benign rows, and the everyday (out-of-domain) rows of any policy.
-    Not shared: an injection policy's borderline rows, which are plain harmful requests (benign there
-    because they subvert nothing), and every row of a policy that is not built in and so cannot be told
-    apart, apart from its everyday rows. Each text once, under its own policy where another reuses it."""
+def everyday_rows(examples: Sequence[Example], threshold_rule: str) -> list[Example]:
+    """The benign everyday rows (chit-chat, support messages, pasted code, ...) of every policy in
+    `examples`, which calibration under a false-positive target counts for every other policy too;
+    none under another rule (an F1-best threshold would move with the class mix they change)."""
     if parse_threshold_rule(threshold_rule).name != FPR_RULE:
         return []
-    topic = {name: _is_topic_policy(name) for name in policy_names(examples)}
-    shared, seen = [], set()
-    # topic policies' rows first: a text an injection policy reuses (synth.cross_policy) stays its source policy's
-    for e in sorted(examples, key=lambda e: not topic[e.policy]):
-        if e.label == 0 and e.text not in seen and (e.kind == OUT_OF_DOMAIN or (topic[e.policy] and e.kind in SHARED_TOPIC_KINDS)):
-            shared.append(e)
-            seen.add(e.text)
-    return shared
-
-
-# A topic policy's benign kinds: on its topic, sharing its words, or an allowed request (all benign off it).
-SHARED_TOPIC_KINDS = frozenset({ALLOWED, BORDERLINE, IN_DOMAIN})
-
-
-def _is_topic_policy(name: str) -> bool:
-    """A built-in policy about a topic (not about subverting the assistant)."""
-    from synth.traffic import is_injection_policy
-
-    # one not built in may be an injection policy by another name, whose benign rows may be harmful elsewhere
-    return name in builtin_policy_names() and not is_injection_policy(load_policy(name))
+    return [e for e in examples if e.kind == OUT_OF_DOMAIN and e.label == 0]  # unrelated to its policy: benign under every one
 
 
 def load_benign_texts(path: str | Path) -> list[str]:

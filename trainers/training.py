@@ -451,14 +451,14 @@ def train_guard(
     progress: bool = True,
     on_step: Optional[Callable[[int, dict], None]] = None,
     benign: Sequence[str] = (),
-    shared_benign: Sequence[Example] = (),
+    everyday: Sequence[Example] = (),
 ) -> TrainResult:
     """Train, select the best validation-F1 weights, calibrate thresholds, save a guard with a card.
 
     `on_step(global_step, losses)` runs after every optimizer step (progress hooks; tests use it to
     interrupt a run). Rerunning with the same inputs and `out_dir` resumes from the last checkpoint.
     `benign` (unlabelled benign user texts) join every policy's benign validation rows for the fpr rule;
-    so do the `shared_benign` validation rows (`trainers.data.shared_benign_rows`) for every policy but their own.
+    so do `everyday` validation rows (`trainers.data.everyday_rows`) for every policy but their own.
     """
     out_dir = Path(out_dir)
     if benign and parse_threshold_rule(config.threshold_rule).name != FPR_RULE:
@@ -551,7 +551,7 @@ def train_guard(
     elapsed = time.perf_counter() - started
     model.set_attn_implementation("sdpa")  # calibrate with the kernel saved guards infer with
     return _finish(model, tokenizer, config, policies, enc_val, train, validation, test, state, out_dir,
-                   seen / elapsed if elapsed > 0 and seen else float("nan"), resumed_from, benign, shared_benign, length_warnings)
+                   seen / elapsed if elapsed > 0 and seen else float("nan"), resumed_from, benign, everyday, length_warnings)
 
 
 def _evaluate_and_select(model, tokenizer, enc_val: Encoded, state: TrainState, config: TrainConfig, out_dir: Path, losses: dict) -> None:
@@ -606,13 +606,13 @@ def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
 
 
 def _finish(model, tokenizer, config, policies, enc_val, train, validation, test, state, out_dir, examples_per_second, resumed_from,
-            benign, shared_benign, length_warnings) -> TrainResult:
+            benign, everyday, length_warnings) -> TrainResult:
     load_model(model, str(out_dir / CHECKPOINT_DIR / "best.safetensors"))
     model.eval()
     compute = resolve_compute(config.device, config.precision)
     val_scores = score_encoded(model, tokenizer, enc_val, compute)
     scorer = Guard(model=model, tokenizer=tokenizer, max_length=config.max_length, compute=compute)
-    cal_labels, cal_scores, cal_policies = with_benign(scorer, enc_val, val_scores, benign, shared_benign, policies)
+    cal_labels, cal_scores, cal_policies = with_benign(scorer, enc_val, val_scores, benign, everyday, policies)
     thresholds = calibrate(cal_labels, cal_scores, cal_policies, config.threshold_rule)
     # For a policy it has no threshold for (an instruction-following guard meeting a new policy): the
     # threshold of all its validation data pooled (by the same rule), not 0.5. Measured with the F1 rule on
@@ -635,7 +635,7 @@ def _finish(model, tokenizer, config, policies, enc_val, train, validation, test
         "training": config.model_dump(),
         "data_sizes": {"train": _sizes(train), "validation": _sizes(validation), "test": _sizes(test)},
         # the precision the thresholds were calibrated in: Guard.load scores in it by default
-        "calibration": {**parse_threshold_rule(config.threshold_rule).to_dict(), "benign_texts": len(benign), "shared_benign_rows": len(shared_benign),
+        "calibration": {**parse_threshold_rule(config.threshold_rule).to_dict(), "benign_texts": len(benign), "everyday_rows": len(everyday),
                         "precision": compute.precision},
         "validation_metrics": val_report,
         "test_metrics": test_report,
@@ -655,15 +655,15 @@ def _finish(model, tokenizer, config, policies, enc_val, train, validation, test
     return TrainResult(out_dir, thresholds, val_report, test_report, state.history, examples_per_second, resumed_from, warnings)
 
 
-def with_benign(scorer: Guard, enc_val: Encoded, val_scores: np.ndarray, benign: Sequence[str], shared_benign: Sequence[Example],
+def with_benign(scorer: Guard, enc_val: Encoded, val_scores: np.ndarray, benign: Sequence[str], everyday: Sequence[Example],
                 policies: dict[str, Policy]) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Calibration rows: validation plus, as label-0 rows of every validated policy, the benign texts
-    and the other policies' shared benign rows (a policy's own are in its validation already).
+    and the everyday rows of the other policies (a policy's own are in its validation already).
 
     The extra texts are scored as the guard scores served traffic (long texts in windows, the max),
     because their false-positive rate is what the fpr rule targets."""
     names = sorted(set(enc_val.policies))
-    extra = {name: [*benign, *(e.text for e in shared_benign if e.policy != name)] for name in names}
+    extra = {name: [*benign, *(e.text for e in everyday if e.policy != name)] for name in names}
     if not any(extra.values()):
         return enc_val.labels, val_scores, enc_val.policies
     scores = np.concatenate([val_scores, *(scorer.score(extra[name], policies[name]) for name in names if extra[name])])

@@ -157,7 +157,7 @@ def _train_options(
     threshold_rule: str, eval_every: Optional[int], seed: int, truncate: bool, overwrite: bool, as_json: bool,
     benign: Optional[Path] = None, device: str = "auto", precision: str = "auto", freeze_word_embeddings: Optional[bool] = None,
 ) -> None:
-    from trainers.data import shared_benign_rows, load_benign_texts, load_splits, only_policies, policy_names, resolve_policies
+    from trainers.data import everyday_rows, load_benign_texts, load_splits, only_policies, policy_names, resolve_policies
     from trainers.training import make_config, train_guard
 
     options = dict(
@@ -170,7 +170,7 @@ def _train_options(
     make_config(**options)  # bad options fail before any data is read
     benign_texts = load_benign_texts(benign) if benign is not None else []
     splits = load_splits(data)
-    shared_benign = shared_benign_rows(splits["validation"], options["threshold_rule"])  # every policy's, before --policy keeps its own only
+    everyday = everyday_rows(splits["validation"], options["threshold_rule"])  # every policy's, before --policy keeps its own only
     names = policy_names(splits["train"])
     if policy:
         from synth.policy import load_policies
@@ -189,7 +189,7 @@ def _train_options(
     result = train_guard(
         config, splits["train"], splits["validation"], policies, out, test=splits["test"],
         overwrite=overwrite, progress=True,  # tqdm writes to stderr, so --json output stays clean
-        benign=benign_texts, shared_benign=shared_benign,
+        benign=benign_texts, everyday=everyday,
     )
     summary = {
         "out": str(result.out_dir), "thresholds": result.thresholds, "validation": result.validation,
