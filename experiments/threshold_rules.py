@@ -125,6 +125,15 @@ def shared_rows(validation: list) -> list:
     return rows
 
 
+def pool_thresholds(own_labels: list[int], own_scores: list[float], extra: dict[str, list[float]]) -> dict[str, float]:
+    """{pool: threshold} by the fpr rule on the policy's own rows plus each pool's benign scores, and
+    `max`: the target held on each group, the own rows and the shared rows alone (with the own positives)."""
+    thresholds = {pool: best_threshold(own_labels + [0] * len(benign), own_scores + benign, POOL_RULE)[0] for pool, benign in extra.items()}
+    positives = [s for s, y in zip(own_scores, own_labels) if y == 1]
+    alone = best_threshold([1] * len(positives) + [0] * len(extra["shared"]), positives + extra["shared"], POOL_RULE)[0]
+    return thresholds | {"max": max(thresholds["own"], alone)}
+
+
 def calibration_pools(out: Path) -> dict:
     """{"guard/policy": {pool: {f1, fpr, recall, threshold} on the real dev set}} for a quickstart run's guards."""
     from trainers.data import Example, everyday_rows, load_split, resolve_policies
@@ -153,18 +162,11 @@ def calibration_pools(out: Path) -> dict:
             own_labels, own_scores = [e.label for e in own], list(score_examples(guard, own, policy_map))
             labels, scores = np.array([e.label for e in dev[policy]]), score_examples(guard, dev[policy], policy_map)
             row = {"dev_rows": len(labels), "dev_violating": int(labels.sum())}
-            positives = [s for s, y in zip(own_scores, own_labels) if y == 1]
-            others = [scored[e.text] for e in pools["shared"](policy)]
-            thresholds = {}
-            for pool, rows_of in pools.items():
-                rows = rows_of(policy)
-                thresholds[pool] = best_threshold(own_labels + [0] * len(rows), own_scores + [scored[e.text] for e in rows], POOL_RULE)[0]
-            # the target on each group: the policy's own benign rows, and the other policies' shared rows alone
-            thresholds["max"] = max(thresholds["own"], best_threshold([1] * len(positives) + [0] * len(others), positives + others, POOL_RULE)[0])
-            for pool, threshold in thresholds.items():
+            extra_scores = {pool: [scored[e.text] for e in rows_of(policy)] for pool, rows_of in pools.items()}
+            for pool, threshold in pool_thresholds(own_labels, own_scores, extra_scores).items():
                 metrics = binary_metrics(labels, scores, threshold)
-                row[pool] = {"benign_rows": own_labels.count(0) + len(pools.get(pool, pools["shared"])(policy)), "threshold": round(float(threshold), 4),
-                             **{m: round(metrics[m], 3) for m in ("f1", "fpr", "recall")}}
+                row[pool] = {"benign_rows": own_labels.count(0) + len(extra_scores.get(pool, extra_scores["shared"])),
+                             "threshold": round(float(threshold), 4), **{m: round(metrics[m], 3) for m in ("f1", "fpr", "recall")}}
                 for m in ("f1", "fpr", "recall"):
                     by_kind[kind][pool, m].append(metrics[m])
             results[f"{name}/{policy}"] = row

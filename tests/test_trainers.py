@@ -482,3 +482,15 @@ def test_a_specialist_of_a_multilingual_guard_keeps_its_encoders_frozen_embeddin
     (tmp_path / "uniguard.json").write_text(json.dumps({"training": {"base_model": "multilingual-e5-small-q4"}, "thresholds": {"p": 0.5}}))
     options = make_config(base_model=str(tmp_path), learning_rate=None, freeze_word_embeddings=None)
     assert options.freeze_word_embeddings and options.learning_rate == 5e-5
+
+
+def test_pool_thresholds_hold_the_target_on_each_group():
+    from experiments.threshold_rules import pool_thresholds
+
+    own_labels, own_scores = [1] * 10 + [0] * 10, [0.9] * 10 + [0.1 * i / 9 for i in range(10)]  # own benign up to 0.1
+    easy, hard = [0.01] * 90, [0.5] * 3 + [0.02] * 87
+    pooled = pool_thresholds(own_labels, own_scores, {"own": [], "shared": easy})
+    assert pooled["own"] > 0.1 and pooled["shared"] < 0.1  # 90 easy rows let 3 of 100 fall on the own rows
+    assert pooled["max"] == pooled["own"]
+    strict = pool_thresholds(own_labels, own_scores, {"own": [], "shared": hard})
+    assert strict["max"] > 0.5  # 3 of 90 shared rows at 0.5 exceed the 3% target on that group
