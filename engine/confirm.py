@@ -6,6 +6,11 @@ strongest candidates (the front's best by search F1, plus the known-good baselin
 with, MultiTaskGuard among them) are scored again, with the search's own protocol (same metric,
 calibration/scoring halves, bootstrap standard error), on a confirmation split; UniGuard is the
 candidate best *there*. RUN/confirmation.json keeps search and confirmation scores side by side.
+
+The paper's claim is per policy: the merge should be no worse than the best model it fuses on any
+policy. So every source model alone (the "<name> alone" baselines, re-scored in full even where the
+search's racing stopped them) sets a per-policy reference, and each candidate carries its `shortfall`:
+how far its F1 falls below that reference on its worst policy.
 """
 
 from __future__ import annotations
@@ -33,13 +38,26 @@ class Confirmation(BaseModel):
     confirm_f1_se: Optional[float] = None
     per_policy: dict[str, float]
     thresholds: dict[str, float]  # chosen on the confirmation data's calibration half
+    shortfall: Optional[float] = None  # worst policy's F1 below the best source alone there (<= 0: none below)
 
 
 def candidates(entries: list[JournalEntry], top: int) -> list[JournalEntry]:
-    """The front's `top` best by search F1, then every labelled baseline not already among them."""
+    """The front's `top` best by search F1, then every labelled baseline not already among them (the
+    raced-out too: each source alone is the reference on its policy)."""
     best = sorted(pareto_front([e for e in entries if not e.format]), key=lambda e: -e.f1)[:top]
     chosen = {e.hash for e in best}
-    return best + [e for e in entries if e.label and not e.format and not e.raced_out and e.hash not in chosen]
+    return best + [e for e in entries if e.label and not e.format and e.hash not in chosen]
+
+
+def with_shortfalls(results: list[Confirmation]) -> list[Confirmation]:
+    """Each candidate with its worst per-policy F1 gap to the best source alone on that policy."""
+    from engine.search import is_alone
+
+    sources = [c.per_policy for c in results if is_alone(c.label)]
+    if not sources:
+        return results
+    best = {p: max(s.get(p, 0.0) for s in sources) for p in sources[0]}
+    return [c.model_copy(update={"shortfall": max(best[p] - c.per_policy.get(p, 0.0) for p in best)}) for c in results]
 
 
 def confirm(run: RunDir, data: str | Path, top: int = 5) -> list[Confirmation]:
@@ -62,7 +80,7 @@ def confirm(run: RunDir, data: str | Path, top: int = 5) -> list[Confirmation]:
         results.append(Confirmation(hash=entry.hash, label=entry.label, recipe=entry.recipe, search_f1=entry.f1,
                                     search_f1_se=entry.f1_se, confirm_f1=evaluation.f1, confirm_f1_se=evaluation.f1_se,
                                     per_policy=evaluation.per_policy, thresholds=evaluation.thresholds))
-    results.sort(key=lambda c: -c.confirm_f1)
+    results = sorted(with_shortfalls(results), key=lambda c: -c.confirm_f1)
     write_json(run.confirmation_file, {"data": str(data), "top": top, "candidates": [c.model_dump() for c in results]})
     return results
 

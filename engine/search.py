@@ -46,6 +46,15 @@ class Job:
     actor: Any = None
 
 
+def alone_label(name: str) -> str:
+    """The known-good seed that is one source model unmerged: the reference on its own policy."""
+    return f"{name} alone"
+
+
+def is_alone(label: str | None) -> bool:
+    return bool(label) and label.split(" (")[0].endswith(" alone")
+
+
 def known_good_recipes(config: SearchConfig, num_candidates: int) -> list[tuple[str, Recipe]]:
     """Evaluated first so the front never starts worse than them: MultiTaskGuard alone, TIES with its
     defaults, the uniform average, then each other candidate alone. The likely strongest go first:
@@ -55,7 +64,7 @@ def known_good_recipes(config: SearchConfig, num_candidates: int) -> list[tuple[
     singles = []
     for i in first + [i for i in range(len(names)) if i not in first]:
         one_hot = [1.0 if j == i else 0.0 for j in range(num_candidates)]
-        label = f"{names[i]} alone" + (" (MultiTaskGuard)" if i in first else "")
+        label = alone_label(names[i]) + (" (MultiTaskGuard)" if i in first else "")
         singles.append((label, Recipe(operator="linear", weights=one_hot, anchor=i)))
     merges = [("TIES defaults", Recipe(operator="ties", weights=[1.0] * num_candidates, density=0.5, anchor=config.space.anchor)),
               ("uniform average", Recipe(operator="linear", weights=[1.0] * num_candidates, anchor=config.space.anchor))]

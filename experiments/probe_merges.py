@@ -65,7 +65,7 @@ def score_pool(plan, guards: dict[str, Path], seed_dir: Path, threads: int) -> d
     from transformers import AutoTokenizer
 
     from engine.recipe import Recipe
-    from engine.search import prepare
+    from engine.search import alone_label, prepare
     from engine.worker import RecipeScorer
     from experiments.quickstart import search_config
 
@@ -76,7 +76,7 @@ def score_pool(plan, guards: dict[str, Path], seed_dir: Path, threads: int) -> d
     scorer = RecipeScorer(setup.pool, setup.eval_set, AutoTokenizer.from_pretrained(setup.tokenizer_dir),
                           config.fitness.model_copy(update={"racing": (1.0,)}))
     names, anchor = list(config.names), config.space.anchor
-    recipes = {f"{name} alone": Recipe(operator="linear", weights=[float(j == i) for j in range(len(names))], anchor=i)
+    recipes = {alone_label(name): Recipe(operator="linear", weights=[float(j == i) for j in range(len(names))], anchor=i)
                for i, name in enumerate(names)}
     if len(names) > 2:
         recipes |= {label: Recipe(operator=op, weights=[1.0] * len(names), anchor=anchor, **extra)
@@ -92,7 +92,9 @@ def score_pool(plan, guards: dict[str, Path], seed_dir: Path, threads: int) -> d
 
 def with_shortfalls(scores: dict[str, dict]) -> dict[str, dict]:
     """Each recipe's worst per-policy shortfall against the best `... alone` source on that policy."""
-    sources = [s["per_policy"] for label, s in scores.items() if label.endswith(" alone")]
+    from engine.search import is_alone
+
+    sources = [s["per_policy"] for label, s in scores.items() if is_alone(label)]
     best = {p: max(s[p] for s in sources) for p in sources[0]}
     return {label: {**s, "shortfall": max(best[p] - v for p, v in s["per_policy"].items())} for label, s in scores.items()}
 

@@ -83,9 +83,10 @@ def confirmation_table(run: RunDir) -> str:
     confirmed = load_confirmations(run)
     if not confirmed:
         return "_no confirmation split in this run_"
-    rows = [[str(k), c.hash[:12], c.label or "", _pm(c.search_f1, c.search_f1_se), _pm(c.confirm_f1, c.confirm_f1_se)]
-            for k, c in enumerate(confirmed)]
-    return _table(["rank", "recipe", "label", "search F1 ± SE", "confirmation F1 ± SE"], rows)
+    rows = [[str(k), c.hash[:12], c.label or "", _pm(c.search_f1, c.search_f1_se), _pm(c.confirm_f1, c.confirm_f1_se),
+             "" if c.shortfall is None else f"{-c.shortfall:+.3f}"] for k, c in enumerate(confirmed)]
+    return _table(["rank", "recipe", "label", "search F1 ± SE", "confirmation F1 ± SE",
+                   "worst policy's F1 vs the best source alone there"], rows)
 
 
 def _pm(value, se) -> str:

@@ -188,7 +188,8 @@ def search_summary(run_dir: Path) -> dict:
     entries = run.entries()
     best = max((e for e in entries if not e.raced_out), key=lambda e: e.f1)
     confirmed = load_confirmations(run)  # UniGuard is the confirmation split's best where there is one
-    chosen = {"uniguard_search_f1": confirmed[0].search_f1, "uniguard_confirm_f1": confirmed[0].confirm_f1} if confirmed else \
+    chosen = {"uniguard_search_f1": confirmed[0].search_f1, "uniguard_confirm_f1": confirmed[0].confirm_f1,
+              "uniguard_confirm_shortfall": confirmed[0].shortfall} if confirmed else \
         {"uniguard_search_f1": best.f1, "uniguard_confirm_f1": None}
     return {"evaluations": len(entries), "best_validation_f1": best.f1, "best_hash": best.hash, **chosen,
             "max_size_bytes": max(e.size_bytes for e in entries), "max_latency_ms": max(e.latency_ms for e in entries),

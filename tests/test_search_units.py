@@ -292,3 +292,19 @@ def test_a_run_pinned_before_threshold_rules_keeps_the_f1_rule_it_ran_with(tmp_p
     with pytest.raises(UserError, match="set fitness.threshold_rule: f1 to resume"):
         RunDir(tmp_path).pin(config)
     RunDir(tmp_path).pin(config.model_copy(update={"fitness": config.fitness.model_copy(update={"threshold_rule": "f1"})}))
+
+
+def test_confirmation_shortfall_is_the_worst_policy_below_the_best_source_alone():
+    """Hand-computed: sources A (pii 0.90, pi 0.80) and B (0.70, 0.95) set the reference (0.90, 0.95); a
+    merge at (0.92, 0.91) is 0.04 below on its worst policy, A 0.15, B 0.20; a label that is not a source
+    alone does not set the reference."""
+    from engine.confirm import Confirmation, with_shortfalls
+
+    def candidate(label, pii, pi):
+        return Confirmation(hash=label or "merge", label=label, recipe={}, search_f1=0.0, confirm_f1=(pii + pi) / 2,
+                            per_policy={"pii": pii, "pi": pi}, thresholds={})
+
+    results = with_shortfalls([candidate(None, 0.92, 0.91), candidate("pii alone", 0.90, 0.80),
+                               candidate("multitask alone (MultiTaskGuard)", 0.70, 0.95), candidate("TIES defaults", 0.99, 0.99)])
+    assert [round(c.shortfall, 6) for c in results] == [0.04, 0.15, 0.20, -0.04]
+    assert with_shortfalls([candidate(None, 0.5, 0.5)])[0].shortfall is None  # no source scored: no reference

@@ -104,10 +104,17 @@ def confirm(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("rank", "hash", "label", "search F1 ± SE", "confirmation F1 ± SE", title=f"confirmation of {run_dir} on {data}")
+    table = Table("rank", "hash", "label", "search F1 ± SE", "confirmation F1 ± SE", "worst policy vs best source",
+                  title=f"confirmation of {run_dir} on {data}")
     for k, r in enumerate(results):
-        table.add_row(str(k), r.hash[:12], r.label or "", _pm(r.search_f1, r.search_f1_se), _pm(r.confirm_f1, r.confirm_f1_se))
+        table.add_row(str(k), r.hash[:12], r.label or "", _pm(r.search_f1, r.search_f1_se), _pm(r.confirm_f1, r.confirm_f1_se),
+                      _gap(r.shortfall))
     Console().print(table)
+
+
+def _gap(shortfall: float | None) -> str:
+    """A candidate's worst per-policy F1 against the best source alone there: -0.0300 = 3 points below."""
+    return "" if shortfall is None else f"{-shortfall:+.4f}"
 
 
 def _pm(value: float, se: float | None) -> str:
