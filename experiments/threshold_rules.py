@@ -74,6 +74,14 @@ def scored_splits(data_dir: Path, guard_dir: Path, dev_cache: dict) -> dict[str,
 QUICKSTART_RULES = ("f1", "balanced", "fpr:0.01", "fpr:0.03", "fpr:0.05", "fpr:0.1")
 
 
+def quickstart_guards(out: Path, policies: list[str], shared_on: list[str]) -> list[tuple[str, str, Path, list[str]]]:
+    """(kind, name, directory, policies to score) for a quickstart run's guards: each single-policy guard
+    of `policies` on its own policy, then MultiTaskGuard and UniGuard on `shared_on`."""
+    singles = [("single", p, out / "guards" / p, [p]) for p in policies if (out / "guards" / p).is_dir()]
+    shared = {"multitask": out / "guards" / "multitask", "uniguard": out / "exports" / "uniguard"}
+    return singles + [(kind, kind, path, shared_on) for kind, path in shared.items() if path.is_dir()]
+
+
 def quickstart_rules(out: Path) -> dict:
     """{"guard/policy": {rule: {f1, fpr, recall} on the real dev set}} for a quickstart run's guards."""
     from trainers.data import Example, load_split, resolve_policies
@@ -83,11 +91,8 @@ def quickstart_rules(out: Path) -> dict:
 
     validation = load_split(out / "data", "validation")
     dev = {name: [Example(r["text"], r["label"], r["policy"]) for r in load_devset(name, 0)] for name in devset_names()}
-    shared = {"multitask": out / "guards" / "multitask", "uniguard": out / "exports" / "uniguard"}
-    guards = {p: (out / "guards" / p, [p]) for p in dev if (out / "guards" / p).is_dir()}
-    guards |= {name: (path, list(dev)) for name, path in shared.items() if path.is_dir()}
     results = {}
-    for name, (path, policies) in guards.items():
+    for _, name, path, policies in quickstart_guards(out, list(dev), list(dev)):
         guard = load_guard(path)
         for policy in policies:
             policy_map = resolve_policies([policy], [policy])
@@ -148,11 +153,9 @@ def calibration_pools(out: Path) -> dict:
              "shared": lambda p: [e for e in shared if e.policy != p]}
     dev = {name: [Example(r["text"], r["label"], r["policy"]) for r in load_devset(name, 0) if r["policy"] == name]
            for name in devset_names()}
-    kinds = {"multitask": out / "guards" / "multitask", "uniguard": out / "exports" / "uniguard"}
-    guards = [("single", p, out / "guards" / p, [p]) for p in dev if (out / "guards" / p).is_dir()]
-    guards += [(kind, kind, path, [p for p in dev if (out / "guards" / p).is_dir()]) for kind, path in kinds.items() if path.is_dir()]
     results, by_kind = {}, defaultdict(lambda: defaultdict(list))
-    for kind, name, path, policies in guards:
+    with_singles = [p for p in dev if (out / "guards" / p).is_dir()]
+    for kind, name, path, policies in quickstart_guards(out, list(dev), with_singles):
         guard = load_guard(path)
         for policy in policies:
             policy_map = resolve_policies([policy], [policy])
