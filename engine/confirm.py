@@ -49,15 +49,21 @@ def candidates(entries: list[JournalEntry], top: int) -> list[JournalEntry]:
     return best + [e for e in entries if e.label and not e.format and e.hash not in chosen]
 
 
-def with_shortfalls(results: list[Confirmation]) -> list[Confirmation]:
-    """Each candidate with its worst per-policy F1 gap to the best source alone on that policy."""
+def shortfalls(per_policy: list[tuple[str | None, dict[str, float]]]) -> list[float | None]:
+    """For each (label, F1 per policy): its worst policy's gap to the best source alone there (None
+    where no source alone was scored)."""
     from engine.search import is_alone
 
-    sources = [c.per_policy for c in results if is_alone(c.label)]
+    sources = [f1s for label, f1s in per_policy if is_alone(label)]
     if not sources:
-        return results
+        return [None] * len(per_policy)
     best = {p: max(s.get(p, 0.0) for s in sources) for p in sources[0]}
-    return [c.model_copy(update={"shortfall": max(best[p] - c.per_policy.get(p, 0.0) for p in best)}) for c in results]
+    return [max(best[p] - f1s.get(p, 0.0) for p in best) for _, f1s in per_policy]
+
+
+def with_shortfalls(results: list[Confirmation]) -> list[Confirmation]:
+    gaps = shortfalls([(c.label, c.per_policy) for c in results])
+    return [c.model_copy(update={"shortfall": gap}) for c, gap in zip(results, gaps)]
 
 
 def confirm(run: RunDir, data: str | Path, top: int = 5) -> list[Confirmation]:

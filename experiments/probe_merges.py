@@ -13,8 +13,10 @@ the search scores them (thresholds on the confirmation data's calibration half, 
 - `continued`: the control for replay's extra training, MultiTaskGuard fine-tuned on as many rows of
   every policy as one replay specialist sees.
 Per recipe: macro F1 with its bootstrap standard error, F1 per policy, and the worst shortfall against
-the pool's best source on each policy (the study's bar: at most 0.01). Trained guards are cached in
-OUT/seed_N/probe/.
+the pool's best source on each policy (the study's bar: at most 0.01). Then each policy's real dev
+set (`uniguard devset`, all rows; measurement only) for MultiTaskGuard, the `continued` control and
+the policy's pure and replay specialists, at their stored thresholds: F1, FPR, AUPRC. Trained guards
+are cached in OUT/seed_N/probe/; --no-merges skips the merges.
 """
 
 from __future__ import annotations
@@ -60,8 +62,7 @@ def replay_pools(seed_dir: Path, plan, policies: list[str], share: float) -> dic
     return {"replay": {**replay, "multitask": multitask}, "continued": {"continued": continued, "multitask": multitask}}
 
 
-def score_pool(plan, guards: dict[str, Path], seed_dir: Path, threads: int) -> dict[str, dict]:
-    import torch
+def score_pool(plan, guards: dict[str, Path], seed_dir: Path) -> dict[str, dict]:
     from transformers import AutoTokenizer
 
     from engine.recipe import Recipe
@@ -72,7 +73,6 @@ def score_pool(plan, guards: dict[str, Path], seed_dir: Path, threads: int) -> d
     fitness = seed_dir / "data_fitness"
     config = search_config(plan, guards, fitness / "search.jsonl", operators=tuple({op for op, _ in MERGES.values()}))
     setup = prepare(config, fitness / "confirmation.jsonl")
-    torch.set_num_threads(threads)
     scorer = RecipeScorer(setup.pool, setup.eval_set, AutoTokenizer.from_pretrained(setup.tokenizer_dir),
                           config.fitness.model_copy(update={"racing": (1.0,)}))
     names, anchor = list(config.names), config.space.anchor
@@ -90,16 +90,36 @@ def score_pool(plan, guards: dict[str, Path], seed_dir: Path, threads: int) -> d
     return with_shortfalls(scores)
 
 
-def with_shortfalls(scores: dict[str, dict]) -> dict[str, dict]:
-    """Each recipe's worst per-policy shortfall against the best `... alone` source on that policy."""
-    from engine.search import is_alone
+def dev_scores(seed_dir: Path, policies: list[str]) -> dict[str, dict[str, dict]]:
+    """{policy: {guard: {f1, fpr, auprc}}} on the policy's whole real dev set."""
+    from fitness.devsets import devset_names, load_devset
+    from fitness.evaluate import evaluate
+    from trainers.data import Example, resolve_policies
+    from trainers.runtime import load_guard
 
-    sources = [s["per_policy"] for label, s in scores.items() if is_alone(label)]
-    best = {p: max(s[p] for s in sources) for p in sources[0]}
-    return {label: {**s, "shortfall": max(best[p] - v for p, v in s["per_policy"].items())} for label, s in scores.items()}
+    results = {}
+    for p in [p for p in policies if p in devset_names()]:
+        rows = [Example(r["text"], r["label"], r["policy"]) for r in load_devset(p, 0) if r["policy"] == p]
+        guards = {"MultiTaskGuard": seed_dir / "guards" / "multitask", "continued": seed_dir / "probe" / "multitask_continued",
+                  "specialist": seed_dir / "guards" / p, "replay specialist": seed_dir / "probe" / f"replay_{p}"}
+        results[p] = {}
+        for name, path in guards.items():
+            metrics = evaluate(load_guard(path), rows, resolve_policies([p], [p]))["per_policy"][p]
+            results[p][name] = {m: round(float(metrics[m]), 3) for m in ("f1", "fpr", "auprc")}
+            print(f"  {p} {name:18s} " + " ".join(f"{m} {v:.3f}" for m, v in results[p][name].items()), flush=True)
+    return results
+
+
+def with_shortfalls(scores: dict[str, dict]) -> dict[str, dict]:
+    from engine.confirm import shortfalls
+
+    gaps = shortfalls([(label, s["per_policy"]) for label, s in scores.items()])
+    return {label: {**s, "shortfall": gap} for (label, s), gap in zip(scores.items(), gaps)}
 
 
 def main(argv: list[str] | None = None) -> None:
+    import torch
+
     from experiments.study import load_study_config
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -107,22 +127,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", default="experiments/configs/study_specialists.yaml")
     parser.add_argument("--replay", type=float, default=0.5, help="share of other policies' rows in a replay specialist's data")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-merges", action="store_true", help="train the probe's guards and score the dev sets only")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     if not 0.0 < args.replay < 1.0:
         parser.error(f"--replay {args.replay}: give a share between 0 and 1 (exclusive), e.g. 0.5")
+    torch.set_num_threads(args.threads)
     config = load_study_config(args.config)
     seed = int(args.seed_dir.name.removeprefix("seed_"))
     plan, policies = config.plan(seed), list(config.policies)
     pure = {p: args.seed_dir / "guards" / p for p in policies} | {"multitask": args.seed_dir / "guards" / "multitask"}
     pools = {"pure": pure, **replay_pools(args.seed_dir, plan, policies, args.replay)}
     results = {}
-    for name, guards in pools.items():
+    for name, guards in ({} if args.no_merges else pools).items():
         print(f"{name}:", flush=True)
-        results[name] = score_pool(plan, guards, args.seed_dir, args.threads)
+        results[name] = score_pool(plan, guards, args.seed_dir)
+    print("real dev sets:", flush=True)
+    dev = dev_scores(args.seed_dir, policies)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"seed": seed, "replay": args.replay, "pools": results}, indent=1) + "\n")
+        args.json.write_text(json.dumps({"seed": seed, "replay": args.replay, "pools": results, "dev": dev}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
