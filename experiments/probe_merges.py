@@ -71,7 +71,7 @@ def score_pool(plan, guards: dict[str, Path], seed_dir: Path) -> dict[str, dict]
     from experiments.quickstart import search_config
 
     fitness = seed_dir / "data_fitness"
-    config = search_config(plan, guards, fitness / "search.jsonl", operators=tuple({op for op, _ in MERGES.values()}))
+    config = search_config(plan, guards, fitness / "search.jsonl", operators=tuple(dict.fromkeys(op for op, _ in MERGES.values())))
     setup = prepare(config, fitness / "confirmation.jsonl")
     scorer = RecipeScorer(setup.pool, setup.eval_set, AutoTokenizer.from_pretrained(setup.tokenizer_dir),
                           config.fitness.model_copy(update={"racing": (1.0,)}))
