@@ -32,6 +32,9 @@ from uniguard.core.io import atomic_write_text, read_yaml_mapping, write_json
 
 MTG = "MultiTaskGuard"
 MTG_HELD_OUT = "MultiTaskGuard (held-out policies unseen)"
+# MultiTaskGuard trained on from itself over every policy's rows for the plan's epochs: as many extra
+# steps as its specialists took together, so a merge of them is compared at equal training compute
+MTG_MATCHED = "MultiTaskGuard, compute-matched"
 TFIDF = "TF-IDF + logistic regression"
 JUDGE = "zero-shot LLM judge (SmolLM2-135M)"
 ARMS = ("evolutionary", "bandit")
@@ -147,6 +150,8 @@ def run_seed(config: StudyConfig, seed: int, out: Path, say: Callable[[str], Non
     guards = train_pool(plan, policies, data, out / "guards", stages)
     held_out_guard = Path(stages.run("train_multitask_held_out",
                                      lambda: train_policies(plan, data, out / "guards" / "multitask_held_out", trained_on)))
+    matched = Path(stages.run("train_multitask_matched", lambda: train_policies(
+        plan, data, out / "guards" / "multitask_matched", policies, str(guards["multitask"])))) if config.singles_from_multitask else None
     scoring = fitness / SEARCH_FILE if fitness else data / "validation.jsonl"
     space = {"metric": config.metric, "operators": config.operators}
     exports = {}
@@ -157,11 +162,11 @@ def run_seed(config: StudyConfig, seed: int, out: Path, say: Callable[[str], Non
         if fitness:
             stages.run(f"confirm_{arm_name}", lambda: confirm_stage(run_dir, fitness / CONFIRMATION_FILE))
         exports[arm_name] = stages.run(f"export_{arm_name}", lambda: export_front(run_dir, out / "exports" / arm_name, int8=False))
-    return stages.run("evaluate", lambda: evaluate_seed(plan, policies, guards, held_out_guard, exports, data, out))
+    return stages.run("evaluate", lambda: evaluate_seed(plan, policies, guards, held_out_guard, exports, data, out, matched))
 
 
 def evaluate_seed(plan: Plan, policies: list[str], guards: dict[str, Path], held_out_guard: Path, exports: dict,
-                  data: Path, out: Path) -> dict:
+                  data: Path, out: Path, matched: Path | None = None) -> dict:
     from experiments.quickstart import baseline_results, dev_examples, guard_results, specialists_results
     from trainers.data import load_split, resolve_policies
 
@@ -169,6 +174,7 @@ def evaluate_seed(plan: Plan, policies: list[str], guards: dict[str, Path], held
     test = load_split(data, "test")
     dev = dev_examples(plan, policy_map)
     model_dirs = {f"single:{p}": guards[p] for p in policies} | {MTG: guards["multitask"], MTG_HELD_OUT: held_out_guard}
+    model_dirs |= {MTG_MATCHED: matched} if matched else {}
     evolutionary = exports["evolutionary"]
     model_dirs |= {"uniform average": evolutionary["uniform_average"]["dir"], "TIES defaults": evolutionary["ties_defaults"]["dir"]}
     model_dirs |= {f"UniGuard ({arm})": exports[arm]["uniguard"]["dir"] for arm in ARMS}
@@ -307,8 +313,9 @@ def q3(per_seed: dict, config: StudyConfig) -> tuple[str, list[str]]:
     """UniGuard vs every source model and the fixed merges, each as one model for all policies."""
     searched = "UniGuard (evolutionary)"
     others = [f"single:{p}" for p in config.policies] + [MTG, "uniform average", "TIES defaults"]
+    matched = all(MTG_MATCHED in r["models"] for r in per_seed.values())  # seeds run before it existed lack it
     rows = []
-    for model in [*others, searched]:
+    for model in [*others, *([MTG_MATCHED] if matched else []), searched]:
         values = [r["models"][model] for r in per_seed.values()]
         rows.append([model, _mean_std([synthetic_score(v) for v in values]), _mean_std([dev_score(v) for v in values]),
                      f"{statistics.mean(v['size_bytes'] for v in values) / 1e6:.1f}"])
@@ -316,6 +323,9 @@ def q3(per_seed: dict, config: StudyConfig) -> tuple[str, list[str]]:
     for name, score in (("synthetic test macro F1", synthetic_score), ("mean real-dev F1", dev_score)):
         wins = _wins(per_seed, lambda r: score(r["models"][searched]), lambda r: max(score(r["models"][o]) for o in others))
         verdicts.append(f"{searched} beats every source model and fixed merge on {name} in {wins}.")
+        if matched:
+            wins = _wins(per_seed, lambda r: score(r["models"][searched]), lambda r: score(r["models"][MTG_MATCHED]))
+            verdicts.append(f"{searched} beats {MTG_MATCHED} (as many training steps as the specialists) on {name} in {wins}.")
     for name, score in (("the synthetic test split", synthetic_score), ("the real dev sets", dev_score)):
         met = sum(1 for r in per_seed.values() if meets_paper_bar(r["models"], searched, config.policies, score))
         verdicts.append(f"The issue's bar on {name} ({searched} at most 1 point below the best source model on every policy, "

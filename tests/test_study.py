@@ -46,6 +46,13 @@ def test_q3_reports_mean_and_std_over_seeds_and_counts_the_seeds_where_the_merge
     assert "0.700 ± 0.200" in row and "0.500 ± 0.000" in row and "| 2.0 |" in row
     assert "synthetic test macro F1 in 2/3 seeds" in verdicts[0]
     assert "mean real-dev F1 in 3/3 seeds" in verdicts[1]
+    assert not any("compute-matched" in v for v in verdicts)  # seeds without it: no row, no verdict
+    for seed, result in per_seed.items():  # the compute-matched MultiTaskGuard at 0.8 on test, 0.45 on dev
+        result["models"]["MultiTaskGuard, compute-matched"] = _model(0.8, 0.45)
+    table, verdicts = q3(per_seed, config)
+    assert any(line.startswith("| MultiTaskGuard, compute-matched | 0.800 ± 0.000") for line in table.splitlines())
+    assert "compute-matched (as many training steps as the specialists) on synthetic test macro F1 in 1/3 seeds" in verdicts[1]
+    assert "compute-matched (as many training steps as the specialists) on mean real-dev F1 in 3/3 seeds" in verdicts[3]
 
 
 def _per_policy(test: dict[str, float], dev: dict[str, float]) -> dict:
@@ -93,6 +100,11 @@ def test_a_two_seed_study_on_tiny_guards_writes_every_table_and_resumes(tmp_path
     mtg = str(out / "seed_0" / "guards" / "multitask")
     assert json.loads((out / "seed_0" / "guards" / "prompt_injection" / "uniguard.json").read_text())["training"]["base_model"] == mtg
     assert yaml.safe_load((out / "seed_0" / "search" / "bandit" / "search.yaml").read_text())["pool"]["base"] == mtg
+    # and MultiTaskGuard trained on from itself over every policy is the compute-matched comparison
+    matched = json.loads((out / "seed_0" / "guards" / "multitask_matched" / "uniguard.json").read_text())
+    assert matched["training"]["base_model"] == mtg and len(matched["policies"]) == 2
+    assert all("MultiTaskGuard, compute-matched" in r["models"] for r in stored["per_seed"].values())
+    assert "beats MultiTaskGuard, compute-matched" in text
     assert "UniGuard confirmation F1" in text and "is met in" in text
     # each seed has its own synthetic data (and so its own guards): the spread over seeds means something
     assert (out / "seed_0" / "data" / "train.jsonl").read_text() != (out / "seed_1" / "data" / "train.jsonl").read_text()
