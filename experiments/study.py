@@ -150,8 +150,10 @@ def run_seed(config: StudyConfig, seed: int, out: Path, say: Callable[[str], Non
     guards = train_pool(plan, policies, data, out / "guards", stages)
     held_out_guard = Path(stages.run("train_multitask_held_out",
                                      lambda: train_policies(plan, data, out / "guards" / "multitask_held_out", trained_on)))
-    matched = Path(stages.run("train_multitask_matched", lambda: train_policies(
-        plan, data, out / "guards" / "multitask_matched", policies, str(guards["multitask"])))) if config.singles_from_multitask else None
+    matched = None
+    if config.singles_from_multitask:  # the specialists' training compute, spent on MultiTaskGuard instead (MTG_MATCHED)
+        matched = Path(stages.run("train_multitask_matched", lambda: train_policies(
+            plan, data, out / "guards" / "multitask_matched", policies, str(guards["multitask"]))))
     scoring = fitness / SEARCH_FILE if fitness else data / "validation.jsonl"
     space = {"metric": config.metric, "operators": config.operators}
     exports = {}
